@@ -1,0 +1,22 @@
+/* nabla: tensors, expression graphs and reverse-mode autodiff in C. */
+#ifndef NABLA_H
+#define NABLA_H
+
+#define NABLA_VERSION "0.1.0"
+
+#include "tensor/dtype.h"
+#include "tensor/rng.h"
+#include "tensor/shape.h"
+#include "tensor/status.h"
+#include "tensor/tensor.h"
+
+#include "kernels/backend.h"
+#include "kernels/ops.h"
+#include "kernels/threadpool.h"
+
+#include "graph/graph.h"
+#include "graph/session.h"
+
+#include "autodiff/autodiff.h"
+
+#endif

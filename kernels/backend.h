@@ -1,0 +1,35 @@
+/* A backend is a table of kernels, one per op, with the same signature on
+ * every device. The executor (graph/) is the only caller. */
+#ifndef NB_BACKEND_H
+#define NB_BACKEND_H
+
+#include <stddef.h>
+
+#include "kernels/ops.h"
+#include "tensor/tensor.h"
+
+typedef struct nb_kernel_call {
+    nb_op op;
+    int n_in;
+    const nb_tensor *const *in; /* inputs, contiguous unless the op says otherwise */
+    nb_tensor *out;             /* contiguous, already shaped and typed */
+    const void *params;         /* the op's parameter struct (see ops.h), or NULL */
+    void *workspace;            /* scratch of workspace_size() bytes, or NULL */
+    size_t workspace_size;
+} nb_kernel_call;
+
+/* Run one op. On failure return a status and set nb_error() naming the op. */
+typedef nb_status (*nb_kernel_fn)(const nb_kernel_call *call);
+
+typedef struct nb_backend {
+    const char *name; /* "cpu", "cuda" */
+    nb_device_type device;
+    nb_kernel_fn kernels[NB_OP_COUNT]; /* NULL: the backend lacks this op */
+    /* Scratch bytes a call needs (NULL or 0: none). Asked once at compile time. */
+    size_t (*workspace_size)(const nb_kernel_call *call);
+} nb_backend;
+
+/* The CPU backend (OpenBLAS + nabla's threaded loops). */
+const nb_backend *nb_cpu_backend(void);
+
+#endif

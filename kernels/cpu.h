@@ -1,0 +1,22 @@
+/* The CPU kernels, callable directly (tests, CUDA-vs-CPU comparisons). Each
+ * family takes the kernel call of backend.h; the backend table in
+ * cpu_backend.c points every op at its family. */
+#ifndef NB_CPU_H
+#define NB_CPU_H
+
+#include "kernels/backend.h"
+
+nb_status nb_cpu_unary(const nb_kernel_call *c);   /* UNARY kinds */
+nb_status nb_cpu_cast(const nb_kernel_call *c);    /* CAST */
+nb_status nb_cpu_binary(const nb_kernel_call *c);  /* BINARY kinds */
+nb_status nb_cpu_where(const nb_kernel_call *c);   /* WHERE */
+nb_status nb_cpu_matmul(const nb_kernel_call *c);  /* MATMUL */
+nb_status nb_cpu_reduce(const nb_kernel_call *c);  /* SUM MEAN MAX MIN ARGMAX */
+nb_status nb_cpu_softmax(const nb_kernel_call *c); /* SOFTMAX LOG_SOFTMAX */
+nb_status nb_cpu_move(const nb_kernel_call *c);    /* RESHAPE PERMUTE EXPAND SLICE SLICE_GRAD CONCAT PAD ONE_HOT */
+
+/* Copy any strided view into a contiguous tensor of the same shape and dtype,
+ * on the thread pool when large. */
+nb_status nb_cpu_copy_strided(const nb_tensor *src, nb_tensor *dst);
+
+#endif

@@ -1,0 +1,24 @@
+/* The CPU thread pool behind nabla's kernels.
+ *
+ * nb_parallel_for splits [0, n) into contiguous chunks of at least `grain`
+ * items and runs fn(ctx, begin, end) on them, the calling thread included.
+ * When the pool is already busy (another session running concurrently), the
+ * caller runs the whole range itself, so concurrent sessions stay correct. */
+#ifndef NB_THREADPOOL_H
+#define NB_THREADPOOL_H
+
+#include <stdint.h>
+
+typedef void (*nb_range_fn)(void *ctx, int64_t begin, int64_t end);
+
+/* Threads used by kernels, the caller included (default: online CPUs, or the
+ * NABLA_NUM_THREADS environment variable). Also sets OpenBLAS's count. */
+void nb_set_num_threads(int n);
+int nb_get_num_threads(void);
+
+void nb_parallel_for(int64_t n, int64_t grain, nb_range_fn fn, void *ctx);
+
+/* Join the workers (also done at exit). */
+void nb_threadpool_shutdown(void);
+
+#endif
