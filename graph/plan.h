@@ -1,0 +1,44 @@
+/* The compiled plan shared by compile.c (which builds it) and session.c
+ * (which runs it). Read-only after compile. */
+#ifndef NB_PLAN_H
+#define NB_PLAN_H
+
+#include "graph/graph_impl.h"
+#include "graph/session.h"
+
+typedef enum {
+    NB_VALUE_ARENA,    /* lives at `offset` in the session's arena */
+    NB_VALUE_ALIAS,    /* a reshaped view of value `root` (same bytes) */
+    NB_VALUE_EXTERNAL, /* a PARAM or CONST: the graph's stored tensor */
+} nb_value_kind;
+
+typedef struct nb_plan_value {
+    nb_node *node;
+    nb_value_kind kind;
+    int root;      /* ALIAS: index of the value it views (never itself an alias) */
+    size_t offset; /* ARENA */
+    size_t nbytes; /* ARENA: bytes reserved */
+} nb_plan_value;
+
+typedef struct nb_plan_entry {
+    nb_kernel_fn fn;
+    int value;  /* the value this entry computes */
+    int n_in;
+    int *in;    /* value indices of its inputs */
+} nb_plan_entry;
+
+struct nb_plan {
+    nb_graph *g;
+    const nb_backend *backend;
+    int n_values;
+    nb_plan_value *values;
+    int *value_of_node; /* g->n_nodes at compile time; -1 for nodes not in the plan */
+    int n_nodes;
+    int n_entries;
+    nb_plan_entry *entries;
+    int n_outputs;
+    int *outputs;       /* value indices */
+    size_t arena_bytes, unshared_bytes, workspace_bytes;
+};
+
+#endif
