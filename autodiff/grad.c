@@ -24,6 +24,15 @@ nb_vjp_fn nb_vjp_rule(nb_op op)
     return ((int)op >= 0 && op < NB_OP_COUNT) ? rules[op] : NULL;
 }
 
+nb_vjp_fn nb_vjp_set_rule(nb_op op, nb_vjp_fn fn)
+{
+    if ((int)op < 0 || op >= NB_OP_COUNT)
+        return NULL;
+    nb_vjp_fn old = nb_vjp_rule(op);
+    rules[op] = fn;
+    return old;
+}
+
 /* depends[id]: node id is float-valued and its value depends on a wrt node. */
 static char *mark_dependents(nb_graph *g, int last, int n, nb_node *const *wrt)
 {

@@ -17,6 +17,11 @@ typedef nb_node *(*nb_vjp_fn)(nb_graph *g, nb_node *y, int i, nb_node *gy);
 /* NULL when the op has no rule. */
 nb_vjp_fn nb_vjp_rule(nb_op op);
 
+/* Replace the rule of op (NULL removes it); returns the previous rule. For
+ * custom rules and for tests of the missing-rule error. Not thread-safe
+ * against a concurrent nb_grad. */
+nb_vjp_fn nb_vjp_set_rule(nb_op op, nb_vjp_fn fn);
+
 /* The halves of the table, each filled by its file. */
 void nb_vjp_register_elementwise(nb_vjp_fn *table); /* vjp_elementwise.c: unary, binary, where, cast, softmax */
 void nb_vjp_register_shape(nb_vjp_fn *table);       /* vjp_shape.c: matmul, reductions, movement */

@@ -58,7 +58,7 @@ static bool check_class_loss(nb_graph *g, const char *what, nb_node *scores, nb_
         return false;
     }
     if (labels->ndim != 1 || labels->shape[0] != scores->shape[0]) {
-        nb_graph_fail(g, NB_ERR_SHAPE, "%s: labels '%s' %s do not match scores %s (need (%lld,))",
+        nb_graph_fail(g, NB_ERR_SHAPE, "%s: labels '%s' %s do not match scores %s (need (%lld))",
                       what, labels->name, nb_node_shape_str(labels), nb_node_shape_str(scores),
                       (long long)scores->shape[0]);
         return false;
