@@ -5,22 +5,24 @@
  * depends on a wanted node hands its accumulated gradient to its VJP rule,
  * and the rule's results are summed into its inputs' accumulators (a value
  * read by several ops receives the sum of their contributions). */
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "autodiff/autodiff.h"
 #include "autodiff/vjp.h"
 
 static nb_vjp_fn rules[NB_OP_COUNT];
-static bool rules_ready;
+static pthread_once_t rules_once = PTHREAD_ONCE_INIT;
+
+static void rules_init(void)
+{
+    nb_vjp_register_elementwise(rules);
+    nb_vjp_register_shape(rules);
+}
 
 nb_vjp_fn nb_vjp_rule(nb_op op)
 {
-    if (!__atomic_load_n(&rules_ready, __ATOMIC_ACQUIRE)) {
-        /* idempotent: racing threads write the same pointers */
-        nb_vjp_register_elementwise(rules);
-        nb_vjp_register_shape(rules);
-        __atomic_store_n(&rules_ready, true, __ATOMIC_RELEASE);
-    }
+    pthread_once(&rules_once, rules_init);
     return ((int)op >= 0 && op < NB_OP_COUNT) ? rules[op] : NULL;
 }
 

@@ -151,6 +151,7 @@ static int value_of(const nb_session *s, const nb_node *n, const char *what)
 
 static nb_status feed_check(nb_session *s, const nb_node *input, int *v)
 {
+    *v = -1;
     if (!input || input->op != NB_OP_INPUT)
         return nb_error(NB_ERR_ARG, "feed: node '%s' is not an input",
                         input ? input->name : "(null)");
