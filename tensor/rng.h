@@ -19,6 +19,10 @@ typedef struct nb_rng {
     int used;         /* words of buf already handed out (4 = empty) */
 } nb_rng;
 
+/* The raw block function: out = Philox4x32-10(ctr, key), as in Random123.
+ * Exposed for the known-answer tests. */
+void nb_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+
 void nb_rng_init(nb_rng *r, uint64_t seed);
 uint32_t nb_rng_u32(nb_rng *r);
 uint64_t nb_rng_u64(nb_rng *r);

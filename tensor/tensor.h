@@ -127,13 +127,15 @@ double nb_tensor_max_abs(const nb_tensor *a);
 
 /* ---- printing and files ----------------------------------------------- */
 
-/* PyTorch-like printing: "tensor([[1.0000, 2.0000], ...], dtype=f32, shape=(2,2))",
- * eliding the middle of long dims. */
+/* PyTorch-like printing, then a newline: "tensor([[ 1.0000,  2.0000],\n
+ *         [ 3.0000,  4.0000]], dtype=f32)"; dims longer than 6 show their first
+ * and last 3 entries around "...". */
 void nb_tensor_print(FILE *f, const nb_tensor *t);
 
 /* .npy format v1/v2/v3, little-endian, C order (Fortran order is read by
  * transposing); dtypes <f4 <f8 <i4 <i8 |u1 |b1. Malformed files give NB_ERR_FORMAT
- * with a message naming the file and the problem. */
+ * with a message naming the file and the problem; another descr gives NB_ERR_DTYPE,
+ * a missing file NB_ERR_NOT_FOUND, other open/read/write failures NB_ERR_IO. */
 nb_status nb_npy_load(const char *path, nb_tensor *out);
 nb_status nb_npy_save(const char *path, const nb_tensor *t); /* writes via temp + rename */
 
