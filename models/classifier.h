@@ -1,0 +1,79 @@
+/* Training and evaluating a classifier on an in-memory dataset.
+ *
+ * A compiled plan has fixed shapes, so the classifier keeps one plan per
+ * batch size it meets: for training, the full batch and, when the epoch does
+ * not divide evenly, a second plan for the final partial batch; for
+ * evaluation, forward-only plans likewise. All plans are built on one graph
+ * from the same forward function, so they share the parameters (each plan
+ * adds its own inputs, forward nodes and, for training, gradient nodes; a
+ * plan is built the first time its batch size is needed).
+ */
+#ifndef NB_CLASSIFIER_H
+#define NB_CLASSIFIER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "graph/graph.h"
+#include "graph/session.h"
+#include "models/dataset.h"
+#include "models/optim.h"
+
+/* Builds a model's forward pass: logits (batch, classes) from x (batch, features). */
+typedef nb_node *(*nb_forward_fn)(nb_graph *g, const void *model, nb_node *x);
+
+#define NB_CLASSIFIER_MAX_PLANS 8
+
+/* One compiled batch size. */
+typedef struct nb_batch_plan {
+    int64_t batch;
+    bool train;          /* with the loss's gradients as outputs */
+    nb_node *x, *y;      /* inputs: (batch, features) of the model dtype, (batch,) i64 */
+    nb_node *logits, *loss;
+    nb_node **grads;     /* train: d loss / d params[i] */
+    nb_plan *plan;
+    nb_session *session;
+} nb_batch_plan;
+
+typedef struct nb_classifier {
+    nb_graph *g;         /* not owned */
+    const void *model;
+    nb_forward_fn forward;
+    int n_params;
+    nb_node **params;    /* owned copy of the array */
+    nb_dtype dtype;      /* of inputs and parameters */
+    int64_t features, classes;
+    int n_plans;
+    nb_batch_plan plans[NB_CLASSIFIER_MAX_PLANS];
+    void *x_buf;         /* staging for one batch of inputs and labels */
+    int64_t *y_buf;
+    int64_t buf_rows;
+} nb_classifier;
+
+/* Per-pass figures: mean loss and accuracy over the samples seen. */
+typedef struct nb_pass_stats {
+    double loss;
+    double accuracy;
+    int64_t samples;
+    double seconds;
+} nb_pass_stats;
+
+nb_status nb_classifier_init(nb_classifier *c, nb_graph *g, const void *model,
+                             nb_forward_fn forward, int n_params, nb_node *const *params,
+                             nb_dtype dt, int64_t features, int64_t classes);
+void nb_classifier_free(nb_classifier *c);
+
+/* The plan for this batch size and kind, built and compiled on first use. */
+nb_status nb_classifier_plan(nb_classifier *c, int64_t batch, bool train, nb_batch_plan **out);
+
+/* One epoch over d in the batcher's order: for each batch, run forward and
+ * backward, then one optimizer step. Loss and accuracy are averaged over the
+ * epoch as the parameters move (as a PyTorch loop that accumulates them). */
+nb_status nb_classifier_train_epoch(nb_classifier *c, const nb_dataset *d, nb_batcher *b,
+                                    nb_optim *o, nb_pass_stats *st);
+
+/* Loss and accuracy over all of d, forward only, in batches of `batch`. */
+nb_status nb_classifier_evaluate(nb_classifier *c, const nb_dataset *d, int64_t batch,
+                                 nb_pass_stats *st);
+
+#endif
