@@ -1,0 +1,370 @@
+/* The CPU thread pool: (nthreads - 1) persistent workers plus the caller.
+ *
+ * One job runs at a time. A caller takes the pool with a trylock on `busy`;
+ * if someone else holds it (another session, or a nested nb_parallel_for from
+ * inside a job) the caller runs its whole range inline instead.
+ *
+ * Each worker owns a slot: the caller writes the chunk (fn, ctx, begin, end)
+ * into the slots of the workers it needs, then bumps each slot's ticket
+ * (release); a worker that sees its ticket change (acquire) runs the chunk and
+ * decrements `pending`. Workers not needed for a job are not touched at all.
+ *
+ * Waiting is spin-then-sleep on both sides: a worker spins on its ticket and
+ * the caller on `pending` for up to SPIN_NS, then each sleeps on a condition
+ * variable. A futex wake costs tens of microseconds on small VMs, about the
+ * time of a whole 32K-element chunk, so back-to-back kernels (the common case
+ * in a tape) are handed over while the other side is still spinning. Sleeping
+ * uses the "flag, then re-check" handshake with sequentially consistent
+ * atomics on both sides, so no wake-up is lost. There is no spinning when
+ * there are more threads than online CPUs.
+ *
+ * Workers start lazily at the first parallel job, with an atexit hook that
+ * joins them. Changing the thread count restarts the workers at the next job.
+ * After fork() the child has no workers: an atfork handler forgets them so the
+ * child starts its own when it needs them.
+ */
+#include "kernels/threadpool.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+/* From OpenBLAS (the library links it through pkg-config 'openblas'). */
+void openblas_set_num_threads(int num_threads);
+
+#define NB_MAX_THREADS 1024
+#define SPIN_NS 100000 /* 100 us */
+
+typedef struct worker {
+    _Alignas(64) atomic_uint_fast64_t ticket; /* bumped by the caller per chunk */
+    atomic_int sleeping;                      /* 1 while waiting on cv */
+    /* The chunk; written by the caller before the ticket bump. */
+    nb_range_fn fn;
+    void *ctx;
+    int64_t begin, end;
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    pthread_t thread;
+    int index; /* 1 .. nworkers */
+} worker;
+
+typedef struct pool {
+    pthread_mutex_t busy; /* held by the one caller that owns the workers now */
+    worker *workers;      /* nworkers of them while started */
+    int nworkers;
+    bool started;
+    long spin_ns; /* 0 when oversubscribed */
+    atomic_bool stop;
+
+    _Alignas(64) atomic_int pending; /* worker chunks of this job not yet done */
+    atomic_int caller_sleeping;
+    pthread_mutex_t done_m;
+    pthread_cond_t done_cv;
+} pool;
+
+static pool g_pool = {
+    .busy = PTHREAD_MUTEX_INITIALIZER,
+    .done_m = PTHREAD_MUTEX_INITIALIZER,
+    .done_cv = PTHREAD_COND_INITIALIZER,
+};
+
+/* Wanted thread count, caller included; 0 until first asked. */
+static atomic_int g_num_threads;
+static pthread_once_t g_hooks_once = PTHREAD_ONCE_INIT;
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static inline long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+/* Start of chunk i of [0, n) split into k nearly equal parts (sizes differ
+ * by at most one, so each is >= n / k). */
+static inline int64_t chunk_begin(int64_t n, int k, int i)
+{
+    int64_t q = n / k, r = n % k;
+    return (int64_t)i * q + (i < r ? i : r);
+}
+
+static long online_cpus(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus < 1 ? 1 : cpus;
+}
+
+static int default_num_threads(void)
+{
+    const char *env = getenv("NABLA_NUM_THREADS");
+    if (env && *env) {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(env, &end, 10);
+        if (errno == 0 && end != env && *end == '\0' && v >= 1)
+            return v > NB_MAX_THREADS ? NB_MAX_THREADS : (int)v;
+    }
+    long cpus = online_cpus();
+    return cpus > NB_MAX_THREADS ? NB_MAX_THREADS : (int)cpus;
+}
+
+int nb_get_num_threads(void)
+{
+    int n = atomic_load_explicit(&g_num_threads, memory_order_relaxed);
+    if (n > 0)
+        return n;
+    int def = default_num_threads();
+    int expected = 0;
+    /* First reader wins; a concurrent nb_set_num_threads also wins. */
+    if (!atomic_compare_exchange_strong(&g_num_threads, &expected, def))
+        return expected;
+    return def;
+}
+
+void nb_set_num_threads(int n)
+{
+    if (n < 1)
+        n = default_num_threads();
+    if (n > NB_MAX_THREADS)
+        n = NB_MAX_THREADS;
+    atomic_store(&g_num_threads, n);
+    openblas_set_num_threads(n);
+    /* Running workers of another count are replaced at the next job. */
+}
+
+/* ---- workers ----------------------------------------------------------- */
+
+/* Wait until w's ticket differs from seen; returns the new ticket. */
+static uint64_t worker_wait(worker *w, uint64_t seen, long spin_ns)
+{
+    uint64_t t = atomic_load_explicit(&w->ticket, memory_order_acquire);
+    if (t != seen)
+        return t;
+    if (spin_ns > 0) {
+        long t0 = now_ns();
+        for (unsigned i = 1;; i++) {
+            cpu_relax();
+            t = atomic_load_explicit(&w->ticket, memory_order_acquire);
+            if (t != seen)
+                return t;
+            if ((i & 63) == 0 && now_ns() - t0 > spin_ns)
+                break;
+        }
+    }
+    pthread_mutex_lock(&w->m);
+    atomic_store(&w->sleeping, 1);
+    while ((t = atomic_load(&w->ticket)) == seen)
+        pthread_cond_wait(&w->cv, &w->m);
+    atomic_store(&w->sleeping, 0);
+    pthread_mutex_unlock(&w->m);
+    return t;
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    pool *p = &g_pool;
+    uint64_t seen = 0; /* tickets start at 0 before the thread exists */
+    long spin_ns = p->spin_ns;
+    for (;;) {
+        seen = worker_wait(w, seen, spin_ns);
+        if (atomic_load(&p->stop))
+            break;
+        w->fn(w->ctx, w->begin, w->end);
+        if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->caller_sleeping)) {
+            pthread_mutex_lock(&p->done_m);
+            pthread_cond_signal(&p->done_cv);
+            pthread_mutex_unlock(&p->done_m);
+        }
+    }
+    return NULL;
+}
+
+/* Bump w's ticket (publishing its slot) and wake it if it sleeps. */
+static void worker_post(worker *w)
+{
+    atomic_fetch_add(&w->ticket, 1);
+    if (atomic_load(&w->sleeping)) {
+        pthread_mutex_lock(&w->m);
+        pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->m);
+    }
+}
+
+/* Join all workers. Caller holds `busy`. */
+static void stop_workers(void)
+{
+    pool *p = &g_pool;
+    if (!p->started)
+        return;
+    atomic_store(&p->stop, true);
+    for (int i = 0; i < p->nworkers; i++) {
+        worker *w = &p->workers[i];
+        atomic_fetch_add(&w->ticket, 1);
+        pthread_mutex_lock(&w->m);
+        pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->m);
+    }
+    for (int i = 0; i < p->nworkers; i++) {
+        pthread_join(p->workers[i].thread, NULL);
+        pthread_mutex_destroy(&p->workers[i].m);
+        pthread_cond_destroy(&p->workers[i].cv);
+    }
+    free(p->workers);
+    p->workers = NULL;
+    p->nworkers = 0;
+    p->started = false;
+    atomic_store(&p->stop, false);
+}
+
+static void atexit_shutdown(void)
+{
+    /* At exit, never block: if a job is running (exit() called from inside
+     * one), leave the workers alone rather than deadlock. */
+    if (pthread_mutex_trylock(&g_pool.busy) != 0)
+        return;
+    stop_workers();
+    pthread_mutex_unlock(&g_pool.busy);
+}
+
+/* In a forked child only the forking thread exists: forget the workers
+ * (their memory is freed, their threads are gone) and reset the locks. */
+static void atfork_child(void)
+{
+    pool *p = &g_pool;
+    free(p->workers);
+    p->workers = NULL;
+    p->nworkers = 0;
+    p->started = false;
+    atomic_store(&p->stop, false);
+    atomic_store(&p->pending, 0);
+    atomic_store(&p->caller_sleeping, 0);
+    pthread_mutex_init(&p->busy, NULL);
+    pthread_mutex_init(&p->done_m, NULL);
+    pthread_cond_init(&p->done_cv, NULL);
+}
+
+static void install_hooks(void)
+{
+    atexit(atexit_shutdown);
+    pthread_atfork(NULL, NULL, atfork_child);
+}
+
+/* Make nthreads - 1 workers (fewer if thread creation fails). Caller holds
+ * `busy`. Returns the number of workers running. */
+static int start_workers(int nthreads)
+{
+    pool *p = &g_pool;
+    if (p->started && p->nworkers == nthreads - 1)
+        return p->nworkers;
+    stop_workers();
+    pthread_once(&g_hooks_once, install_hooks);
+
+    int want = nthreads - 1;
+    p->spin_ns = nthreads <= online_cpus() ? SPIN_NS : 0;
+    p->workers = aligned_alloc(_Alignof(worker), sizeof(worker) * (size_t)(want > 0 ? want : 1));
+    if (!p->workers)
+        return 0;
+    int made = 0;
+    for (; made < want; made++) {
+        worker *w = &p->workers[made];
+        atomic_init(&w->ticket, 0);
+        atomic_init(&w->sleeping, 0);
+        w->index = made + 1;
+        w->fn = NULL;
+        pthread_mutex_init(&w->m, NULL);
+        pthread_cond_init(&w->cv, NULL);
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            pthread_mutex_destroy(&w->m);
+            pthread_cond_destroy(&w->cv);
+            break;
+        }
+    }
+    p->nworkers = made;
+    p->started = true;
+    return made;
+}
+
+/* Wait for the workers' chunks of the current job. */
+static void wait_pending(pool *p)
+{
+    if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0)
+        return;
+    if (p->spin_ns > 0) {
+        long t0 = now_ns();
+        for (unsigned i = 1;; i++) {
+            cpu_relax();
+            if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0)
+                return;
+            if ((i & 63) == 0 && now_ns() - t0 > p->spin_ns)
+                break;
+        }
+    }
+    pthread_mutex_lock(&p->done_m);
+    atomic_store(&p->caller_sleeping, 1);
+    while (atomic_load(&p->pending) != 0)
+        pthread_cond_wait(&p->done_cv, &p->done_m);
+    atomic_store(&p->caller_sleeping, 0);
+    pthread_mutex_unlock(&p->done_m);
+}
+
+void nb_parallel_for(int64_t n, int64_t grain, nb_range_fn fn, void *ctx)
+{
+    if (n <= 0)
+        return;
+    if (grain < 1)
+        grain = 1;
+    int nthreads = nb_get_num_threads();
+    if (n <= grain || nthreads <= 1) {
+        fn(ctx, 0, n);
+        return;
+    }
+    int64_t max_chunks = n / grain; /* every chunk keeps >= grain items */
+    int nchunks = max_chunks < nthreads ? (int)max_chunks : nthreads;
+    if (nchunks <= 1 || pthread_mutex_trylock(&g_pool.busy) != 0) {
+        fn(ctx, 0, n);
+        return;
+    }
+
+    pool *p = &g_pool;
+    int workers = start_workers(nthreads);
+    if (nchunks > workers + 1)
+        nchunks = workers + 1;
+    if (nchunks <= 1) {
+        pthread_mutex_unlock(&p->busy);
+        fn(ctx, 0, n);
+        return;
+    }
+
+    atomic_store(&p->pending, nchunks - 1);
+    for (int i = 1; i < nchunks; i++) {
+        worker *w = &p->workers[i - 1];
+        w->fn = fn;
+        w->ctx = ctx;
+        w->begin = chunk_begin(n, nchunks, i);
+        w->end = chunk_begin(n, nchunks, i + 1);
+        worker_post(w);
+    }
+    fn(ctx, 0, chunk_begin(n, nchunks, 1));
+    wait_pending(p);
+    pthread_mutex_unlock(&p->busy);
+}
+
+void nb_threadpool_shutdown(void)
+{
+    pthread_mutex_lock(&g_pool.busy);
+    stop_workers();
+    pthread_mutex_unlock(&g_pool.busy);
+}
