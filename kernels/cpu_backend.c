@@ -1,0 +1,38 @@
+/* The CPU backend table: every op with a kernel points at its family
+ * function (cpu.h), chosen by the kind column of NB_OP_LIST. */
+#include "kernels/cpu.h"
+#include "kernels/matmul_internal.h"
+
+#define KERNEL_LEAF NULL
+#define KERNEL_UNARY nb_cpu_unary
+#define KERNEL_CAST nb_cpu_cast
+#define KERNEL_BINARY nb_cpu_binary
+#define KERNEL_WHERE nb_cpu_where
+#define KERNEL_MATMUL nb_cpu_matmul
+#define KERNEL_REDUCE nb_cpu_reduce
+#define KERNEL_SOFTMAX nb_cpu_softmax
+#define KERNEL_MOVE nb_cpu_move
+
+/* Only MATMUL asks for scratch (copies of inputs BLAS cannot read in place). */
+static size_t cpu_workspace_size(const nb_kernel_call *call)
+{
+    if (!call || call->op != NB_OP_MATMUL)
+        return 0;
+    return nb_cpu_matmul_workspace(call);
+}
+
+static const nb_backend cpu_backend = {
+    .name = "cpu",
+    .device = NB_DEVICE_CPU,
+    .kernels = {
+#define NB_X(e, name, kind) [NB_OP_##e] = KERNEL_##kind,
+        NB_OP_LIST(NB_X)
+#undef NB_X
+    },
+    .workspace_size = cpu_workspace_size,
+};
+
+const nb_backend *nb_cpu_backend(void)
+{
+    return &cpu_backend;
+}
