@@ -19,4 +19,8 @@ nb_status nb_cpu_move(const nb_kernel_call *c);    /* RESHAPE PERMUTE EXPAND SLI
  * on the thread pool when large. */
 nb_status nb_cpu_copy_strided(const nb_tensor *src, nb_tensor *dst);
 
+/* Point *use at x when it is contiguous, else at a contiguous copy made in
+ * *tmp (empty otherwise); the caller releases *tmp when done. */
+nb_status nb_cpu_contiguous_input(const nb_tensor *x, nb_tensor *tmp, const nb_tensor **use);
+
 #endif

@@ -256,6 +256,22 @@ nb_status nb_cpu_copy_strided(const nb_tensor *src, nb_tensor *dst)
     return NB_OK;
 }
 
+nb_status nb_cpu_contiguous_input(const nb_tensor *x, nb_tensor *tmp, const nb_tensor **use)
+{
+    *use = x;
+    if (nb_tensor_is_contiguous(x))
+        return NB_OK;
+    nb_status st = nb_tensor_empty(tmp, x->dtype, x->ndim, x->shape);
+    if (st == NB_OK)
+        st = nb_cpu_copy_strided(x, tmp);
+    if (st != NB_OK) {
+        nb_tensor_release(tmp);
+        return st;
+    }
+    *use = tmp;
+    return NB_OK;
+}
+
 /* ---- helpers for the MOVE ops ---------------------------------------- */
 
 /* The bytes of `value` as one element of dt (integers saturate, NaN -> 0). */

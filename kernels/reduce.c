@@ -587,13 +587,9 @@ nb_status nb_cpu_reduce(const nb_kernel_call *c)
         return NB_OK;
 
     nb_tensor tmp = {0};
-    if (!nb_tensor_is_contiguous(x)) {
-        nb_status st = nb_tensor_empty(&tmp, x->dtype, x->ndim, x->shape);
-        if (st != NB_OK)
-            return st;
-        nb_cpu_copy_strided(x, &tmp);
-        x = &tmp;
-    }
+    nb_status cst = nb_cpu_contiguous_input(x, &tmp, &x);
+    if (cst != NB_OK)
+        return cst;
     nb_status st = NB_OK;
     if (is_arg) {
         run_argmax(x, axis, out);

@@ -220,13 +220,9 @@ nb_status nb_cpu_softmax(const nb_kernel_call *c)
         return NB_OK;
 
     nb_tensor tmp = {0};
-    if (!nb_tensor_is_contiguous(x)) {
-        nb_status st = nb_tensor_empty(&tmp, x->dtype, x->ndim, x->shape);
-        if (st != NB_OK)
-            return st;
-        nb_cpu_copy_strided(x, &tmp);
-        x = &tmp;
-    }
+    nb_status cst = nb_cpu_contiguous_input(x, &tmp, &x);
+    if (cst != NB_OK)
+        return cst;
     softmax_plan p;
     p.x = nb_tensor_data(x);
     p.y = nb_tensor_data(out);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "check_main.h"
 #include "models/classifier.h"
 #include "models/dataset.h"
 #include "models/idx.h"
@@ -652,9 +653,5 @@ int main(void)
     tcase_add_test(tc, mlp_layout_and_init);
     tcase_add_test(tc, classifier_learns_toy);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0;
+    return nb_run_suite(s);
 }

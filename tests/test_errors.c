@@ -3,6 +3,7 @@
 #include <check.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "autodiff/vjp.h"
 #include "nabla.h"
 
@@ -252,9 +253,5 @@ int main(void)
     tcase_add_test(tc, bad_label_at_run);
     tcase_add_test(tc, builder_argument_errors);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0;
+    return nb_run_suite(s);
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "nabla.h"
 #include "autodiff/vjp.h"
 #include "graph/graph_impl.h"
@@ -873,9 +874,5 @@ static Suite *gradcheck_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(gradcheck_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return nb_run_suite(gradcheck_suite());
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "nabla.h"
 
 static nb_node *input2(nb_graph *g, const char *name, int64_t r, int64_t c)
@@ -255,9 +256,5 @@ int main(void)
     tcase_add_test(tc, params_and_feeds);
     tcase_add_test(tc, grad_as_nodes);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0;
+    return nb_run_suite(s);
 }

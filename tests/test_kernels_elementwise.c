@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "kernels/cpu.h"
 #include "kernels/ops.h"
 #include "kernels/threadpool.h"
@@ -963,9 +964,5 @@ static Suite *elementwise_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(elementwise_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0;
+    return nb_run_suite(elementwise_suite());
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "kernels/cpu.h"
 #include "kernels/ops.h"
 #include "tensor/tensor.h"
@@ -1014,9 +1015,5 @@ static Suite *linalg_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(linalg_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0;
+    return nb_run_suite(linalg_suite());
 }

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "nabla.h"
 
 #define MAX_IN 8
@@ -600,9 +601,5 @@ static Suite *parity_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(parity_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return nb_run_suite(parity_suite());
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "tensor/rng.h"
 #include "tensor/tensor.h"
 
@@ -599,9 +600,5 @@ static Suite *rng_npy_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(rng_npy_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failures = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failures != 0;
+    return nb_run_suite(rng_npy_suite());
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "tensor/tensor.h"
 
 /* A contiguous tensor holding 0, 1, 2, ... of dtype dt. */
@@ -699,9 +700,5 @@ static Suite *tensor_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(tensor_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failures = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failures != 0;
+    return nb_run_suite(tensor_suite());
 }

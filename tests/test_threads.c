@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "nabla.h"
 
 #define N 64
@@ -112,9 +113,5 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, two_threads_one_plan);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0;
+    return nb_run_suite(s);
 }

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "nabla.h"
 
 /* p -= lr * grad for every parameter, after a run that fetched the grads. */
@@ -182,9 +183,5 @@ int main(void)
     tcase_add_test(tc, mlp_learns_xor);
     tcase_add_test(tc, logistic_regression_reaches_optimum);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0;
+    return nb_run_suite(s);
 }
