@@ -37,9 +37,11 @@ nb_status nb_graph_write_dot(const nb_graph *g, FILE *f, int n_out, nb_node *con
         if (!keep[id])
             continue;
         const char *colour = leaf_colour(n->op);
-        fprintf(f, "  n%d [label=\"%s\\n%s %s %s\"%s%s%s];\n", id, n->name, nb_op_name(n->op),
-                nb_node_shape_str(n), nb_dtype_name(n->dtype), colour ? ", style=filled, fillcolor=" : "",
-                colour ? colour : "", "");
+        fprintf(f, "  n%d [label=\"%s\\n%s %s %s\"", id, n->name, nb_op_name(n->op),
+                nb_node_shape_str(n), nb_dtype_name(n->dtype));
+        if (colour)
+            fprintf(f, ", style=filled, fillcolor=%s", colour);
+        fprintf(f, "];\n");
         for (int k = 0; k < n->n_in; k++)
             fprintf(f, "  n%d -> n%d;\n", n->in[k]->id, id);
     }

@@ -19,4 +19,11 @@
 
 #include "autodiff/autodiff.h"
 
+#include "models/classifier.h"
+#include "models/dataset.h"
+#include "models/idx.h"
+#include "models/linear.h"
+#include "models/mlp.h"
+#include "models/optim.h"
+
 #endif

@@ -15,10 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "models/classifier.h"
-#include "models/dataset.h"
-#include "models/mlp.h"
-#include "models/optim.h"
 #include "nabla.h"
 
 #define EXIT_USAGE 2
