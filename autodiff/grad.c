@@ -18,6 +18,10 @@ static void rules_init(void)
 {
     nb_vjp_register_elementwise(rules);
     nb_vjp_register_shape(rules);
+    nb_vjp_register_conv(rules);
+    nb_vjp_register_pool(rules);
+    nb_vjp_register_norm(rules);
+    nb_vjp_register_gather(rules);
 }
 
 nb_vjp_fn nb_vjp_rule(nb_op op)

@@ -25,5 +25,9 @@ nb_vjp_fn nb_vjp_set_rule(nb_op op, nb_vjp_fn fn);
 /* The halves of the table, each filled by its file. */
 void nb_vjp_register_elementwise(nb_vjp_fn *table); /* vjp_elementwise.c: unary, binary, where, cast, softmax */
 void nb_vjp_register_shape(nb_vjp_fn *table);       /* vjp_shape.c: matmul, reductions, movement */
+void nb_vjp_register_conv(nb_vjp_fn *table);        /* vjp_conv.c */
+void nb_vjp_register_pool(nb_vjp_fn *table);        /* vjp_pool.c */
+void nb_vjp_register_norm(nb_vjp_fn *table);        /* vjp_norm.c */
+void nb_vjp_register_gather(nb_vjp_fn *table);      /* vjp_gather.c: gather, dropout */
 
 #endif

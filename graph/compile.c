@@ -142,7 +142,7 @@ static nb_status plan_values(nb_plan *p, nb_graph *g, int n_out, nb_node *const 
         nb_node *nd = g->nodes[id];
         nb_plan_value *v = &p->values[p->n_values];
         v->node = nd;
-        if (nd->op == NB_OP_PARAM || nd->op == NB_OP_CONST) {
+        if (nb_op_is_stored(nd->op)) {
             v->kind = NB_VALUE_EXTERNAL;
         } else if (nb_op_row_get(nd->op)->alias) {
             int src = p->value_of_node[nd->in[0]->id];
@@ -262,7 +262,7 @@ static void plan_workspace(nb_plan *p)
                 ins[k] = t;
         }
         nb_node *nd = p->values[e->value].node;
-        nb_kernel_call c = {nd->op, e->n_in, ins, &ts[e->n_in], nd->params, NULL, 0};
+        nb_kernel_call c = {nd->op, e->n_in, ins, &ts[e->n_in], nd->params, NULL, 0, 0};
         size_t w = p->backend->workspace_size(&c);
         if (w > p->workspace_bytes)
             p->workspace_bytes = w;

@@ -9,6 +9,7 @@ static const char *leaf_colour(nb_op op)
     switch (op) {
     case NB_OP_INPUT: return "lightblue";
     case NB_OP_PARAM: return "palegreen";
+    case NB_OP_STATE: return "khaki";
     case NB_OP_CONST: return "lightgrey";
     default: return NULL;
     }

@@ -390,23 +390,37 @@ nb_node *nb_input(nb_graph *g, const char *name, nb_dtype dt, int ndim, const in
     return add_node_named(g, NB_OP_INPUT, name, 0, NULL, NULL, 0, dt, ndim, shape);
 }
 
-nb_node *nb_param(nb_graph *g, const char *name, nb_dtype dt, int ndim, const int64_t *shape)
+/* A zero-filled stored leaf (PARAM or STATE) named "<scope>.<name>". */
+static nb_node *stored_leaf(nb_graph *g, nb_op op, const char *name, nb_dtype dt, int ndim,
+                            const int64_t *shape)
 {
-    if (!check_leaf(g, "param", name, dt, ndim, shape))
+    if (!check_leaf(g, nb_op_name(op), name, dt, ndim, shape))
         return g->poison;
     char full[NB_SCOPE_MAX + 128];
     scoped_name(g, name, full, sizeof(full));
     nb_tensor t = {0};
     if (nb_tensor_zeros(&t, dt, ndim, shape) != NB_OK)
-        return nb_graph_fail(g, NB_ERR_ALLOC, "param '%s': cannot allocate %s of %s", full,
-                             nb_shape_str(ndim, shape, (char[96]){0}, 96), nb_dtype_name(dt));
-    nb_node *n = add_node_named(g, NB_OP_PARAM, full, 0, NULL, NULL, 0, dt, ndim, shape);
+        return nb_graph_fail(g, NB_ERR_ALLOC, "%s '%s': cannot allocate %s of %s", nb_op_name(op),
+                             full, nb_shape_str(ndim, shape, (char[96]){0}, 96), nb_dtype_name(dt));
+    nb_node *n = add_node_named(g, op, full, 0, NULL, NULL, 0, dt, ndim, shape);
     if (n == g->poison)
         nb_tensor_release(&t);
     else
         n->value = t;
     return n;
 }
+
+nb_node *nb_param(nb_graph *g, const char *name, nb_dtype dt, int ndim, const int64_t *shape)
+{
+    return stored_leaf(g, NB_OP_PARAM, name, dt, ndim, shape);
+}
+
+nb_node *nb_state(nb_graph *g, const char *name, nb_dtype dt, int ndim, const int64_t *shape)
+{
+    return stored_leaf(g, NB_OP_STATE, name, dt, ndim, shape);
+}
+
+void nb_graph_set_seed(nb_graph *g, uint64_t seed) { g->seed = seed; }
 
 nb_node *nb_constant(nb_graph *g, const nb_tensor *t)
 {
@@ -467,7 +481,7 @@ nb_tensor *nb_node_value(nb_node *n)
 {
     if (!n || nb_node_is_poison(n))
         return NULL;
-    return (n->op == NB_OP_PARAM || n->op == NB_OP_CONST) ? &n->value : NULL;
+    return nb_op_is_stored(n->op) ? &n->value : NULL;
 }
 
 int nb_graph_num_nodes(const nb_graph *g) { return g->n_nodes; }
@@ -477,17 +491,28 @@ nb_node *nb_graph_node(const nb_graph *g, int id)
     return (id >= 0 && id < g->n_nodes) ? g->nodes[id] : NULL;
 }
 
-int nb_graph_params(const nb_graph *g, nb_node **out, int max)
+/* Nodes of one op in creation order; returns the count (fills at most max). */
+static int nodes_of(const nb_graph *g, nb_op op, nb_node **out, int max)
 {
     int count = 0;
     for (int i = 0; i < g->n_nodes; i++) {
-        if (g->nodes[i]->op == NB_OP_PARAM) {
+        if (g->nodes[i]->op == op) {
             if (count < max)
                 out[count] = g->nodes[i];
             count++;
         }
     }
     return count;
+}
+
+int nb_graph_params(const nb_graph *g, nb_node **out, int max)
+{
+    return nodes_of(g, NB_OP_PARAM, out, max);
+}
+
+int nb_graph_states(const nb_graph *g, nb_node **out, int max)
+{
+    return nodes_of(g, NB_OP_STATE, out, max);
 }
 
 const char *nb_node_shape_str(const nb_node *n)

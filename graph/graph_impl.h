@@ -6,6 +6,13 @@
 #include <stddef.h>
 
 #include "graph/graph.h"
+#include "graph/nn.h"
+
+/* PARAM, STATE and CONST nodes hold their value in the graph. */
+static inline bool nb_op_is_stored(nb_op op)
+{
+    return op == NB_OP_PARAM || op == NB_OP_STATE || op == NB_OP_CONST;
+}
 
 struct nb_node {
     int id;    /* index in g->nodes; creation order is a topological order */
@@ -18,7 +25,7 @@ struct nb_node {
     void *params;       /* the op's parameter struct (arena copy), or NULL */
     size_t params_size;
     const char *name;   /* unique within the graph (arena string) */
-    nb_tensor value;    /* PARAM and CONST: the stored value (owned by the graph) */
+    nb_tensor value;    /* PARAM, STATE and CONST: the stored value (owned by the graph) */
     nb_graph *graph;
 };
 
@@ -38,6 +45,7 @@ struct nb_graph {
     int scope_len_stack[32];
     int scope_depth;
     struct nb_name_table *names; /* name -> node */
+    uint64_t seed;               /* for DROPOUT nodes (nb_graph_set_seed) */
 };
 
 /* Arena memory owned by g (zeroed); NULL on failure (the graph is then failed). */

@@ -21,6 +21,19 @@ static double flops_matmul(const nb_node *n)
     return 2.0 * (double)nb_node_numel(n) * (double)k;
 }
 
+/* CONV2D: 2 * (C_in / groups) * kh * kw per output element; the transpose
+ * and weight gradient do the same work as the matching forward conv. */
+static double flops_conv(const nb_node *n)
+{
+    const nb_node *w = n->in[1];
+    if (n->op == NB_OP_CONV2D)
+        return 2.0 * (double)nb_node_numel(n) * (double)nb_shape_numel(3, w->shape + 1);
+    if (n->op == NB_OP_CONV_TRANSPOSE2D) /* each input element meets C_out/groups * kh * kw weights */
+        return 2.0 * (double)nb_node_numel(n->in[0]) * (double)nb_shape_numel(3, w->shape + 1);
+    /* CONV2D_GRAD_WEIGHT (x, gy): every gy element meets (C_in / groups) * kh * kw */
+    return 2.0 * (double)nb_node_numel(w) * (double)nb_shape_numel(3, n->shape + 1);
+}
+
 #define FLOPS_LEAF flops_none
 #define FLOPS_UNARY flops_elementwise
 #define FLOPS_CAST flops_none
@@ -30,6 +43,11 @@ static double flops_matmul(const nb_node *n)
 #define FLOPS_REDUCE flops_reduce
 #define FLOPS_SOFTMAX flops_softmax
 #define FLOPS_MOVE flops_none
+#define FLOPS_CONV flops_conv
+#define FLOPS_POOL flops_reduce
+#define FLOPS_NORM flops_softmax
+#define FLOPS_GATHER flops_none
+#define FLOPS_DROPOUT flops_elementwise
 
 static const nb_op_row rows[NB_OP_COUNT] = {
 #define NB_X(e, nm, kind) [NB_OP_##e] = {nm, NB_KIND_##kind, FLOPS_##kind, NB_OP_##e == NB_OP_RESHAPE},

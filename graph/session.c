@@ -17,6 +17,7 @@ struct nb_session {
     const nb_tensor **in_ptrs;     /* all entries' input pointer arrays */
     bool *fed;                     /* per value; meaningful for inputs */
     void *workspace;
+    uint64_t runs; /* completed runs: the next run's run_index */
 };
 
 static void free_aligned(void *data, void *ctx) { free(data); }
@@ -126,7 +127,7 @@ nb_session *nb_session_new(const nb_plan *p)
         for (int k = 0; k < e->n_in; k++)
             ip[k] = &s->values[e->in[k]];
         s->calls[t] = (nb_kernel_call){nd->op, e->n_in, ip, &s->values[e->value], nd->params,
-                                       s->workspace, p->workspace_bytes};
+                                       s->workspace, p->workspace_bytes, 0};
         ip += e->n_in;
     }
     return s;
@@ -226,7 +227,9 @@ nb_status nb_session_run(nb_session *s)
                             p->values[v].node->name, nb_node_shape_str(p->values[v].node),
                             nb_dtype_name(p->values[v].node->dtype));
     refresh_external(s);
+    uint64_t run = s->runs++;
     for (int t = 0; t < p->n_entries; t++) {
+        s->calls[t].run_index = run;
         nb_status st = p->entries[t].fn(&s->calls[t]);
         if (st != NB_OK) {
             const nb_node *nd = p->values[p->entries[t].value].node;

@@ -15,6 +15,7 @@
 #include "kernels/threadpool.h"
 
 #include "graph/graph.h"
+#include "graph/nn.h"
 #include "graph/session.h"
 
 #include "autodiff/autodiff.h"

@@ -4,6 +4,7 @@
 #define NB_BACKEND_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kernels/ops.h"
 #include "tensor/tensor.h"
@@ -16,6 +17,9 @@ typedef struct nb_kernel_call {
     const void *params;         /* the op's parameter struct (see ops.h), or NULL */
     void *workspace;            /* scratch of workspace_size() bytes, or NULL */
     size_t workspace_size;
+    uint64_t run_index;         /* which run of the session this is (0, 1, ...):
+                                   stochastic ops (DROPOUT) draw from it, so
+                                   forward and backward of one run agree */
 } nb_kernel_call;
 
 /* Run one op. On failure return a status and set nb_error() naming the op. */

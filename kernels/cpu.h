@@ -14,6 +14,14 @@ nb_status nb_cpu_matmul(const nb_kernel_call *c);  /* MATMUL */
 nb_status nb_cpu_reduce(const nb_kernel_call *c);  /* SUM MEAN MAX MIN ARGMAX */
 nb_status nb_cpu_softmax(const nb_kernel_call *c); /* SOFTMAX LOG_SOFTMAX */
 nb_status nb_cpu_move(const nb_kernel_call *c);    /* RESHAPE PERMUTE EXPAND SLICE SLICE_GRAD CONCAT PAD ONE_HOT */
+nb_status nb_cpu_conv(const nb_kernel_call *c);    /* CONV kinds (kernels/conv.c) */
+nb_status nb_cpu_pool(const nb_kernel_call *c);    /* POOL kinds (kernels/pool.c) */
+nb_status nb_cpu_norm(const nb_kernel_call *c);    /* NORM kinds (kernels/norm.c) */
+nb_status nb_cpu_gather(const nb_kernel_call *c);  /* GATHER kinds (kernels/gather.c) */
+nb_status nb_cpu_dropout(const nb_kernel_call *c); /* DROPOUT (kernels/gather.c) */
+
+/* Scratch bytes a CONV call needs (im2col and the like), asked at compile time. */
+size_t nb_cpu_conv_workspace(const nb_kernel_call *c);
 
 /* Copy any strided view into a contiguous tensor of the same shape and dtype,
  * on the thread pool when large. */

@@ -12,13 +12,24 @@
 #define KERNEL_REDUCE nb_cpu_reduce
 #define KERNEL_SOFTMAX nb_cpu_softmax
 #define KERNEL_MOVE nb_cpu_move
+#define KERNEL_CONV nb_cpu_conv
+#define KERNEL_POOL nb_cpu_pool
+#define KERNEL_NORM nb_cpu_norm
+#define KERNEL_GATHER nb_cpu_gather
+#define KERNEL_DROPOUT nb_cpu_dropout
 
-/* Only MATMUL asks for scratch (copies of inputs BLAS cannot read in place). */
+/* MATMUL asks for scratch to copy inputs BLAS cannot read in place, the
+ * convolutions for their im2col-style buffers. */
 static size_t cpu_workspace_size(const nb_kernel_call *call)
 {
-    if (!call || call->op != NB_OP_MATMUL)
+    if (!call)
         return 0;
-    return nb_cpu_matmul_workspace(call);
+    if (call->op == NB_OP_MATMUL)
+        return nb_cpu_matmul_workspace(call);
+    if (call->op == NB_OP_CONV2D || call->op == NB_OP_CONV_TRANSPOSE2D ||
+        call->op == NB_OP_CONV2D_GRAD_WEIGHT)
+        return nb_cpu_conv_workspace(call);
+    return 0;
 }
 
 static const nb_backend cpu_backend = {

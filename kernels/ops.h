@@ -21,6 +21,7 @@
     X(INPUT, "input", LEAF)                                                      \
     X(PARAM, "param", LEAF)                                                      \
     X(CONST, "const", LEAF)                                                      \
+    X(STATE, "state", LEAF) /* non-trainable stored tensor (running statistics) */ \
     /* unary elementwise, float (NEG/ABS/SIGN also integers); params: nb_scalar_params */ \
     X(NEG, "neg", UNARY)                                                         \
     X(ABS, "abs", UNARY)                                                         \
@@ -78,7 +79,35 @@
     X(SLICE_GRAD, "slice_grad", MOVE) /* nb_slice_params: zeros, then out[slice] = in */ \
     X(CONCAT, "concat", MOVE)        /* nb_axis_params; n inputs */             \
     X(PAD, "pad", MOVE)              /* nb_pad_params */                        \
-    X(ONE_HOT, "one_hot", MOVE)      /* int labels -> float; nb_one_hot_params */
+    X(ONE_HOT, "one_hot", MOVE)      /* int labels -> float; nb_one_hot_params */ \
+    /* convolution, NCHW; nb_conv_params (kernels/conv_params.h) */             \
+    X(CONV2D, "conv2d", CONV)                     /* (x, w[, bias]) */           \
+    X(CONV_TRANSPOSE2D, "conv_transpose2d", CONV) /* (x, w[, bias]) */           \
+    X(CONV2D_GRAD_WEIGHT, "conv2d_grad_weight", CONV) /* (x, gy) -> dw */        \
+    /* pooling and resampling, NCHW; nb_pool_params (kernels/pool_params.h) */ \
+    X(MAX_POOL2D, "max_pool2d", POOL)                                            \
+    X(MAX_POOL2D_GRAD, "max_pool2d_grad", POOL)   /* (x, gy) -> dx */            \
+    X(AVG_POOL2D, "avg_pool2d", POOL)                                            \
+    X(AVG_POOL2D_GRAD, "avg_pool2d_grad", POOL)   /* (gy) -> dx */               \
+    X(UPSAMPLE_NEAREST2D, "upsample_nearest2d", POOL)                            \
+    X(UPSAMPLE_NEAREST2D_GRAD, "upsample_nearest2d_grad", POOL)                  \
+    /* normalisation; nb_norm_params (kernels/norm_params.h) */                 \
+    X(BATCH_NORM, "batch_norm", NORM)                                            \
+    X(BATCH_NORM_GRAD, "batch_norm_grad", NORM)                                  \
+    X(BATCH_NORM_GRAD_AFFINE, "batch_norm_grad_affine", NORM)                    \
+    X(LAYER_NORM, "layer_norm", NORM)                                            \
+    X(LAYER_NORM_GRAD, "layer_norm_grad", NORM)                                  \
+    X(LAYER_NORM_GRAD_AFFINE, "layer_norm_grad_affine", NORM)                    \
+    X(GROUP_NORM, "group_norm", NORM)                                            \
+    X(GROUP_NORM_GRAD, "group_norm_grad", NORM)                                  \
+    X(GROUP_NORM_GRAD_AFFINE, "group_norm_grad_affine", NORM)                    \
+    X(RMS_NORM, "rms_norm", NORM)                                                \
+    X(RMS_NORM_GRAD, "rms_norm_grad", NORM)                                      \
+    X(RMS_NORM_GRAD_AFFINE, "rms_norm_grad_affine", NORM)                        \
+    /* indexing and randomness; kernels/gather_params.h */                      \
+    X(GATHER, "gather", GATHER)           /* (x, int indices); nb_gather_params */ \
+    X(GATHER_GRAD, "gather_grad", GATHER) /* (gy, indices) -> scatter-add */      \
+    X(DROPOUT, "dropout", DROPOUT)        /* nb_dropout_params */
 
 typedef enum nb_op {
 #define NB_X(e, name, kind) NB_OP_##e,
@@ -138,6 +167,12 @@ typedef struct nb_pad_params {
 typedef struct nb_one_hot_params {
     int64_t depth;
 } nb_one_hot_params;
+
+/* The parameter structs of the neural-network families, one header each. */
+#include "kernels/conv_params.h"
+#include "kernels/gather_params.h"
+#include "kernels/norm_params.h"
+#include "kernels/pool_params.h"
 
 /* "add", "matmul", ... ; "?" for an out-of-range op. */
 const char *nb_op_name(nb_op op);

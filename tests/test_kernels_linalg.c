@@ -53,7 +53,7 @@ static nb_tensor empty(nb_dtype dt, int ndim, const int64_t *shape)
 static nb_status call1(nb_op op, const nb_tensor *in, nb_tensor *out, const void *params)
 {
     const nb_tensor *ins[1] = {in};
-    nb_kernel_call c = {op, 1, ins, out, params, NULL, 0};
+    nb_kernel_call c = {op, 1, ins, out, params, NULL, 0, 0};
     return nb_cpu_backend()->kernels[op](&c);
 }
 
@@ -129,7 +129,7 @@ static void check_matmul(const nb_tensor *A, const nb_tensor *B, bool ta, bool t
     nb_tensor C = empty(A->dtype, nc, cshape);
     nb_matmul_params mp = {ta, tb};
     const nb_tensor *ins[2] = {A, B};
-    nb_kernel_call c = {NB_OP_MATMUL, 2, ins, &C, &mp, ws, ws_size};
+    nb_kernel_call c = {NB_OP_MATMUL, 2, ins, &C, &mp, ws, ws_size, 0};
     ck_assert_msg(nb_cpu_matmul(&c) == NB_OK, "matmul failed: %s", nb_last_error());
     double *want = ref_matmul(A, B, ta, tb, &C);
     double tol = A->dtype == NB_F32 ? 1e-5 : 1e-12;
@@ -218,7 +218,7 @@ START_TEST(test_matmul_views)
         nb_tensor B = rand_tensor(dts[di], 2, bs, -1, 1);
         nb_matmul_params mp = {0, 0};
         const nb_tensor *ins[2] = {&At, &B};
-        nb_kernel_call call = {NB_OP_MATMUL, 2, ins, NULL, &mp, NULL, 0};
+        nb_kernel_call call = {NB_OP_MATMUL, 2, ins, NULL, &mp, NULL, 0, 0};
         ck_assert_uint_eq(nb_cpu_backend()->workspace_size(&call), 0);
         check_matmul(&At, &B, false, false, 2, cs, NULL, 0);
         /* the same view with trans_a: op(At) = base, (5,7) x (7,?) */
@@ -237,7 +237,7 @@ START_TEST(test_matmul_views)
         nb_tensor Bs;
         ck_assert_int_eq(nb_tensor_slice(&wide, 1, 0, 8, 2, &Bs), NB_OK);
         const nb_tensor *ins2[2] = {&At, &Bs};
-        nb_kernel_call call2 = {NB_OP_MATMUL, 2, ins2, NULL, &mp, NULL, 0};
+        nb_kernel_call call2 = {NB_OP_MATMUL, 2, ins2, NULL, &mp, NULL, 0, 0};
         size_t need = nb_cpu_backend()->workspace_size(&call2);
         ck_assert_uint_ge(need, 5 * 4 * nb_dtype_size(dts[di]));
         check_matmul(&At, &Bs, false, false, 2, c4, NULL, 0); /* temporary */
@@ -282,13 +282,13 @@ START_TEST(test_matmul_zero_size)
     nb_tensor C = rand_tensor(NB_F64, 2, (int64_t[]){3, 4}, 1, 2);
     nb_matmul_params mp = {0, 0};
     const nb_tensor *ins[2] = {&A, &B};
-    nb_kernel_call c = {NB_OP_MATMUL, 2, ins, &C, &mp, NULL, 0};
+    nb_kernel_call c = {NB_OP_MATMUL, 2, ins, &C, &mp, NULL, 0, 0};
     ck_assert_int_eq(nb_cpu_matmul(&c), NB_OK);
     ck_assert(nb_tensor_max_abs(&C) == 0);
     nb_tensor A0 = empty(NB_F64, 3, (int64_t[]){0, 3, 2}), B0 = empty(NB_F64, 2, (int64_t[]){2, 4});
     nb_tensor C0 = empty(NB_F64, 3, (int64_t[]){0, 3, 4});
     const nb_tensor *ins0[2] = {&A0, &B0};
-    nb_kernel_call c0 = {NB_OP_MATMUL, 2, ins0, &C0, &mp, NULL, 0};
+    nb_kernel_call c0 = {NB_OP_MATMUL, 2, ins0, &C0, &mp, NULL, 0, 0};
     ck_assert_int_eq(nb_cpu_matmul(&c0), NB_OK);
     nb_tensor_release(&A);
     nb_tensor_release(&B);
@@ -307,7 +307,7 @@ START_TEST(test_matmul_errors)
     nb_tensor C = empty(NB_F32, 2, cs);
     nb_matmul_params mp = {0, 0};
     const nb_tensor *ins[2] = {&A, &B};
-    nb_kernel_call c = {NB_OP_MATMUL, 2, ins, &C, &mp, NULL, 0};
+    nb_kernel_call c = {NB_OP_MATMUL, 2, ins, &C, &mp, NULL, 0, 0};
     ck_assert_int_eq(nb_cpu_matmul(&c), NB_ERR_SHAPE);
     ck_assert_str_eq(nb_last_error(), "matmul: (2,3) x (4,5): inner dimensions 3 and 4 differ");
     nb_tensor Bd = rand_tensor(NB_F64, 2, (int64_t[]){3, 5}, -1, 1);
@@ -318,7 +318,7 @@ START_TEST(test_matmul_errors)
     nb_tensor B3 = rand_tensor(NB_F32, 3, (int64_t[]){3, 3, 5}, -1, 1);
     nb_tensor C3 = empty(NB_F32, 3, (int64_t[]){3, 2, 5});
     const nb_tensor *ins3[2] = {&A3, &B3};
-    nb_kernel_call c3 = {NB_OP_MATMUL, 2, ins3, &C3, &mp, NULL, 0};
+    nb_kernel_call c3 = {NB_OP_MATMUL, 2, ins3, &C3, &mp, NULL, 0, 0};
     ck_assert_int_eq(nb_cpu_matmul(&c3), NB_ERR_SHAPE);
     ck_assert_ptr_nonnull(strstr(nb_last_error(), "do not broadcast"));
     /* wrong output shape */
@@ -858,7 +858,7 @@ START_TEST(test_move_concat)
     nb_tensor c = rand_tensor(NB_F32, 3, s2, -1, 1), out = empty(NB_F32, 3, so);
     const nb_tensor *ins[3] = {&a, &b, &c};
     nb_axis_params ap = {1};
-    nb_kernel_call call = {NB_OP_CONCAT, 3, ins, &out, &ap, NULL, 0};
+    nb_kernel_call call = {NB_OP_CONCAT, 3, ins, &out, &ap, NULL, 0, 0};
     ck_assert_int_eq(nb_cpu_move(&call), NB_OK);
     for (int64_t i = 0; i < 2; i++)
         for (int64_t j = 0; j < 7; j++)
@@ -957,7 +957,8 @@ START_TEST(test_backend_table)
     ck_assert_str_eq(be->name, "cpu");
     ck_assert_ptr_nonnull(be->workspace_size);
     for (int op = 0; op < NB_OP_COUNT; op++) {
-        bool leaf = op == NB_OP_INPUT || op == NB_OP_PARAM || op == NB_OP_CONST;
+        bool leaf = op == NB_OP_INPUT || op == NB_OP_PARAM || op == NB_OP_STATE ||
+                    op == NB_OP_CONST;
         if (leaf)
             ck_assert_ptr_null(be->kernels[op]);
         else
@@ -969,7 +970,7 @@ START_TEST(test_backend_table)
     ck_assert_ptr_eq(be->kernels[NB_OP_LOG_SOFTMAX], nb_cpu_softmax);
     nb_tensor x = rand_tensor(NB_F32, 2, (int64_t[]){3, 3}, -1, 1);
     const nb_tensor *ins[1] = {&x};
-    nb_kernel_call c = {NB_OP_SUM, 1, ins, &x, NULL, NULL, 0};
+    nb_kernel_call c = {NB_OP_SUM, 1, ins, &x, NULL, NULL, 0, 0};
     ck_assert_uint_eq(be->workspace_size(&c), 0);
     nb_tensor_release(&x);
 }

@@ -1,0 +1,2 @@
+/* PLACEHOLDER: being written. */
+#include "graph/graph_impl.h"

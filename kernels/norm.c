@@ -1,0 +1,4 @@
+/* PLACEHOLDER: being written. */
+#include "kernels/cpu.h"
+
+nb_status nb_cpu_norm(const nb_kernel_call *c) { return nb_error(NB_ERR_UNSUPPORTED, "%s: not implemented yet", nb_op_name(c->op)); }
