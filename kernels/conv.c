@@ -1,5 +1,572 @@
-/* PLACEHOLDER: being written. */
-#include "kernels/cpu.h"
+/* Convolutions on the CPU, NCHW, weights OIHW, through im2col + GEMM.
+ *
+ * With x (N, C, H, W), w (CO, C/G, KH, KW), groups G, stride s, dilation d,
+ * padding {top, left} = pb and output (N, CO, OH, OW):
+ *
+ *   CONV2D:   y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q] *
+ *             x[n, g*CG + c, i*s0 - pb0 + p*d0, j*s1 - pb1 + q*d1]
+ *             (g = o / (CO/G), CG = C/G, x outside the image is 0)
+ *   CONV_TRANSPOSE2D (x, w): the adjoint of CONV2D in x, i.e. each input
+ *             element scatters x[n, ci, i, j] * w[ci, co, p, q] to
+ *             y[n, g*COG + co, i*s0 - pb0 + p*d0, j*s1 - pb1 + q*d1], plus bias.
+ *   CONV2D_GRAD_WEIGHT (x, gy): dw[o, c, p, q] = sum_{n, i, j} gy[n, o, i, j] *
+ *             x[n, g*CG + c, i*s0 - pb0 + p*d0, j*s1 - pb1 + q*d1].
+ *
+ * Per (image, group) item the column matrix col (K x P), K = CG*KH*KW rows
+ * (c, p, q) and P = OH*OW columns (i, j), holds the input patches; then
+ *   CONV2D:      Y_g  = W_g (COG x K) @ col
+ *   TRANSPOSE:   col  = W_g^T (K x CIG) @ X_g, then col2im scatters-adds col
+ *   GRAD_WEIGHT: dW_g += GY_g (COG x P) @ col^T
+ * A 1x1 kernel with stride 1 and no padding needs no im2col: col is X_g.
+ *
+ * Threads: when there are at least two items, the items are split over the
+ * thread pool, each thread with its own column buffer (and, for the weight
+ * gradient, its own accumulator, summed at the end) and OpenBLAS held to one
+ * thread meanwhile; otherwise the items run in turn with a threaded GEMM.
+ * Buffers come from the call's workspace, sized by nb_cpu_conv_workspace for
+ * the thread count at compile time; a call with less workspace uses fewer
+ * threads, and one with none (direct kernel calls) allocates once.
+ */
+#include <cblas.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
 
-nb_status nb_cpu_conv(const nb_kernel_call *c) { return nb_error(NB_ERR_UNSUPPORTED, "%s: not implemented yet", nb_op_name(c->op)); }
-size_t nb_cpu_conv_workspace(const nb_kernel_call *c) { return 0; }
+#include "kernels/cpu.h"
+#include "kernels/threadpool.h"
+
+#define TILE_BYTES (1024u << 10) /* about the L2 cache of one core */
+
+/* The geometry of one call, seen as the CONV2D it is (or is the adjoint of):
+ * "image" is the conv2d input side (C channels, H x W), "out" the conv2d
+ * output side (CO channels, OH x OW). */
+typedef struct geom {
+    nb_op op;
+    nb_dtype dt;
+    size_t es;                   /* element size */
+    int64_t N, G;
+    int64_t C, H, W;             /* conv2d input */
+    int64_t CO, OH, OW;          /* conv2d output */
+    int64_t KH, KW;
+    int64_t s0, s1, d0, d1, p0, p1;
+    int64_t CG, COG;             /* channels per group */
+    int64_t K, P;                /* col rows and columns */
+    bool direct;                 /* 1x1, stride 1, no padding: col is the image */
+    bool rowcopy;                /* stride 1 and OW == W: whole-row copies */
+    int64_t TR;                  /* output rows per column tile */
+} geom;
+
+static inline int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+/* Output columns j with 0 <= j*s - pad + off < W, as [lo, hi). */
+static void valid_range(int64_t OW, int64_t W, int64_t s, int64_t pad, int64_t off, int64_t *lo,
+                        int64_t *hi)
+{
+    int64_t a = -floor_div(-(pad - off), s); /* ceil((pad - off) / s) */
+    int64_t b = floor_div(W - 1 + pad - off, s) + 1;
+    *lo = a < 0 ? 0 : a > OW ? OW : a;
+    *hi = b < *lo ? *lo : b > OW ? OW : b;
+}
+
+/* im2col over the output rows [r0, r1), Pt = (r1 - r0) * OW columns:
+ *   col[(c, p, q), (i - r0, j)] = img[c, i*s0 - p0 + p*d0, j*s1 - p1 + q*d1]
+ * (0 outside the image). col2im is its adjoint: img[...] += col[...] over the
+ * same index map (col's out-of-image entries are overwritten with 0).
+ *
+ * rowcopy (stride 1, OW == W): output rows i and i+1 read image rows ih and
+ * ih+1, so the valid rows of one (c, p, q) form one contiguous run; the
+ * columns outside the valid [lo, hi) that the run fills with neighbouring
+ * pixels are zeroed afterwards (col2im zeroes them in col first). */
+/* The zeroing loops below clear a column or two per row: left as loops, not
+ * turned into memset calls (which cost more than the stores). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_MEMSET __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define NO_MEMSET
+#endif
+
+#define DEFINE_COLS(T)                                                                  \
+    /* Output rows in [r0, r1) whose image row for kernel row p is inside. */          \
+    static void inside_rows_##T(const geom *m, int64_t p, int64_t r0, int64_t r1,       \
+                                int64_t *i0, int64_t *i1)                               \
+    {                                                                                   \
+        int64_t a = m->p0 - p * m->d0, b = m->H + m->p0 - p * m->d0; /* s0 == 1 */      \
+        *i0 = a < r0 ? r0 : a > r1 ? r1 : a;                                            \
+        *i1 = b < *i0 ? *i0 : b > r1 ? r1 : b;                                          \
+    }                                                                                   \
+    NO_MEMSET static void im2col_##T(const geom *m, const T *img, T *col, int64_t r0,   \
+                                     int64_t r1)                                        \
+    {                                                                                   \
+        int64_t OW = m->OW, Pt = (r1 - r0) * OW, base = r0 * OW;                                        \
+        for (int64_t c = 0; c < m->CG; c++)                                             \
+            for (int64_t p = 0; p < m->KH; p++)                                         \
+                for (int64_t q = 0; q < m->KW; q++) {                                   \
+                    T *row = col + ((c * m->KH + p) * m->KW + q) * Pt; /* row[k - base] */        \
+                    const T *ch = img + c * m->H * m->W;                                \
+                    int64_t lo, hi, off = q * m->d1;                                    \
+                    valid_range(OW, m->W, m->s1, m->p1, off, &lo, &hi);                 \
+                    if (m->rowcopy) {                                                   \
+                        int64_t i0, i1;                                                 \
+                        inside_rows_##T(m, p, r0, r1, &i0, &i1);                        \
+                        if (i1 <= i0 || hi <= lo)                                       \
+                            i0 = i1 = r0;                                               \
+                        for (int64_t k = r0 * OW; k < i0 * OW + lo; k++)                \
+                            row[k - base] = 0;                                                 \
+                        for (int64_t k = i1 <= i0 ? r0 * OW : (i1 - 1) * OW + hi;       \
+                             k < r1 * OW; k++)                                          \
+                            row[k - base] = 0;                                                 \
+                        if (i1 <= i0)                                                   \
+                            continue;                                                   \
+                        /* image index of output (i, j): i*W + j + shift */             \
+                        int64_t shift = (p * m->d0 - m->p0) * m->W - m->p1 + off;       \
+                        int64_t b = i0 * OW + lo, e = (i1 - 1) * OW + hi;               \
+                        memcpy(row + b - base, ch + b + shift, (size_t)(e - b) * sizeof(T)); \
+                        for (int64_t i = i0; i < i1; i++) {                             \
+                            for (int64_t j = i > i0 ? 0 : lo; j < lo; j++)              \
+                                row[i * OW + j - base] = 0;                                    \
+                            for (int64_t j = hi; j < OW && i < i1 - 1; j++)             \
+                                row[i * OW + j - base] = 0;                                    \
+                        }                                                               \
+                        continue;                                                       \
+                    }                                                                   \
+                    for (int64_t i = r0; i < r1; i++) {                                 \
+                        T *dst = row + i * OW - base;                                   \
+                        int64_t ih = i * m->s0 - m->p0 + p * m->d0;                     \
+                        if (ih < 0 || ih >= m->H) {                                     \
+                            memset(dst, 0, (size_t)OW * sizeof(T));                     \
+                            continue;                                                   \
+                        }                                                               \
+                        const T *src = ch + ih * m->W; /* + j*s1 - p1 + off */          \
+                        int64_t sh = off - m->p1;                                       \
+                        for (int64_t j = 0; j < lo; j++)                                \
+                            dst[j] = 0;                                                 \
+                        for (int64_t j = lo; j < hi; j++)                               \
+                            dst[j] = src[j * m->s1 + sh];                               \
+                        for (int64_t j = hi; j < OW; j++)                               \
+                            dst[j] = 0;                                                 \
+                    }                                                                   \
+                }                                                                       \
+    }                                                                                   \
+    NO_MEMSET static void col2im_##T(const geom *m, T *col, T *img, int64_t r0,         \
+                                     int64_t r1)                                        \
+    {                                                                                   \
+        int64_t OW = m->OW, Pt = (r1 - r0) * OW, base = r0 * OW;                                        \
+        for (int64_t c = 0; c < m->CG; c++)                                             \
+            for (int64_t p = 0; p < m->KH; p++)                                         \
+                for (int64_t q = 0; q < m->KW; q++) {                                   \
+                    T *row = col + ((c * m->KH + p) * m->KW + q) * Pt; /* row[k - base] */        \
+                    T *ch = img + c * m->H * m->W;                                      \
+                    int64_t lo, hi, off = q * m->d1;                                    \
+                    valid_range(OW, m->W, m->s1, m->p1, off, &lo, &hi);                 \
+                    if (m->rowcopy) {                                                   \
+                        int64_t i0, i1;                                                 \
+                        inside_rows_##T(m, p, r0, r1, &i0, &i1);                        \
+                        if (i1 <= i0 || hi <= lo)                                       \
+                            continue;                                                   \
+                        for (int64_t i = i0; i < i1; i++) {                             \
+                            for (int64_t j = 0; j < lo; j++)                            \
+                                row[i * OW + j - base] = 0;                                    \
+                            for (int64_t j = hi; j < OW; j++)                           \
+                                row[i * OW + j - base] = 0;                                    \
+                        }                                                               \
+                        int64_t shift = (p * m->d0 - m->p0) * m->W - m->p1 + off;       \
+                        int64_t b = i0 * OW + lo, e = (i1 - 1) * OW + hi;               \
+                        T *dst = ch + b + shift;                                        \
+                        const T *src = row + b - base;                                  \
+                        for (int64_t k = 0; k < e - b; k++)                             \
+                            dst[k] += src[k];                                           \
+                        continue;                                                       \
+                    }                                                                   \
+                    for (int64_t i = r0; i < r1; i++) {                                 \
+                        int64_t ih = i * m->s0 - m->p0 + p * m->d0;                     \
+                        if (ih < 0 || ih >= m->H)                                       \
+                            continue;                                                   \
+                        const T *src = row + i * OW - base;                             \
+                        T *dst = ch + ih * m->W;                                        \
+                        int64_t sh = off - m->p1;                                       \
+                        for (int64_t j = lo; j < hi; j++)                               \
+                            dst[j * m->s1 + sh] += src[j];                              \
+                    }                                                                   \
+                }                                                                       \
+    }
+
+DEFINE_COLS(float)
+DEFINE_COLS(double)
+
+static void im2col(const geom *m, const void *img, void *col, int64_t r0, int64_t r1)
+{
+    if (m->dt == NB_F32)
+        im2col_float(m, img, col, r0, r1);
+    else
+        im2col_double(m, img, col, r0, r1);
+}
+
+static void col2im(const geom *m, void *col, void *img, int64_t r0, int64_t r1)
+{
+    if (m->dt == NB_F32)
+        col2im_float(m, col, img, r0, r1);
+    else
+        col2im_double(m, col, img, r0, r1);
+}
+
+/* Row-major C (M x N) = alpha op(A) op(B) + beta C in the call's dtype. */
+static void gemm(nb_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void *A,
+                 int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc)
+{
+    enum CBLAS_TRANSPOSE a = ta ? CblasTrans : CblasNoTrans, b = tb ? CblasTrans : CblasNoTrans;
+    if (dt == NB_F32)
+        cblas_sgemm(CblasRowMajor, a, b, (blasint)M, (blasint)N, (blasint)K, 1.0f, A, (blasint)lda,
+                    B, (blasint)ldb, (float)beta, C, (blasint)ldc);
+    else
+        cblas_dgemm(CblasRowMajor, a, b, (blasint)M, (blasint)N, (blasint)K, 1.0, A, (blasint)lda,
+                    B, (blasint)ldb, beta, C, (blasint)ldc);
+}
+
+/* ---- validation --------------------------------------------------------- */
+
+static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t d, int64_t pb, int64_t pe)
+{
+    int64_t span = d * (k - 1) + 1, padded = in + pb + pe;
+    return padded < span ? -1 : (padded - span) / s + 1;
+}
+
+/* Check the call and fill the geometry; NB_OK or a status with nb_error set. */
+static nb_status make_geom(const nb_kernel_call *c, geom *m)
+{
+    const char *nm = nb_op_name(c->op);
+    const nb_conv_params *p = c->params;
+    memset(m, 0, sizeof *m);
+    m->op = c->op;
+    if (!p || c->n_in < 2 || c->n_in > (c->op == NB_OP_CONV2D_GRAD_WEIGHT ? 2 : 3) || !c->in ||
+        !c->in[0] || !c->in[1] || !c->out || (c->n_in == 3 && !c->in[2]))
+        return nb_error(NB_ERR_ARG, "%s: bad call (%d inputs, params %s)", nm, c->n_in,
+                        p ? "set" : "missing");
+    const nb_tensor *a = c->in[0], *b = c->in[1], *o = c->out;
+    m->dt = a->dtype;
+    if ((m->dt != NB_F32 && m->dt != NB_F64) || b->dtype != m->dt || o->dtype != m->dt ||
+        (c->n_in == 3 && c->in[2]->dtype != m->dt))
+        return nb_error(NB_ERR_DTYPE, "%s: dtypes %s, %s -> %s; need equal f32 or f64", nm,
+                        nb_dtype_name(a->dtype), nb_dtype_name(b->dtype), nb_dtype_name(o->dtype));
+    if (a->ndim != 4 || b->ndim != 4 || o->ndim != 4)
+        return nb_error(NB_ERR_SHAPE, "%s: inputs and output must be 4-D (got %d, %d -> %d dims)",
+                        nm, a->ndim, b->ndim, o->ndim);
+    m->es = nb_dtype_size(m->dt);
+    m->s0 = p->stride[0], m->s1 = p->stride[1], m->d0 = p->dilation[0], m->d1 = p->dilation[1];
+    m->p0 = p->pad_begin[0], m->p1 = p->pad_begin[1], m->G = p->groups;
+    if (m->s0 < 1 || m->s1 < 1 || m->d0 < 1 || m->d1 < 1 || m->G < 1 || m->p0 < 0 ||
+        m->p1 < 0 || p->output_padding[0] < 0 || p->output_padding[1] < 0)
+        return nb_error(NB_ERR_ARG, "%s: stride, dilation and groups must be >= 1, pad_begin and output_padding >= 0",
+                        nm);
+    /* image = conv2d input, out = conv2d output; the weight is (CO, CG, KH, KW) */
+    const nb_tensor *img, *out;
+    int64_t wshape[4];
+    if (c->op == NB_OP_CONV2D) {
+        img = a, out = o;
+        memcpy(wshape, b->shape, sizeof wshape);
+    } else if (c->op == NB_OP_CONV_TRANSPOSE2D) {
+        img = o, out = a;
+        memcpy(wshape, b->shape, sizeof wshape);
+    } else if (c->op == NB_OP_CONV2D_GRAD_WEIGHT) {
+        img = a, out = b;
+        memcpy(wshape, p->weight_shape, sizeof wshape);
+        for (int i = 0; i < 4; i++)
+            if (wshape[i] != o->shape[i])
+                return nb_error(NB_ERR_SHAPE, "conv2d_grad_weight: output dim %d is %lld, weight_shape says %lld",
+                                i, (long long)o->shape[i], (long long)wshape[i]);
+    } else {
+        return nb_error(NB_ERR_UNSUPPORTED, "%s: not a convolution", nm);
+    }
+    m->N = img->shape[0], m->C = img->shape[1], m->H = img->shape[2], m->W = img->shape[3];
+    m->CO = out->shape[1], m->OH = out->shape[2], m->OW = out->shape[3];
+    m->KH = wshape[2], m->KW = wshape[3];
+    if (out->shape[0] != m->N || m->C % m->G || m->CO % m->G || wshape[1] * m->G != m->C ||
+        wshape[0] != m->CO || m->KH < 1 || m->KW < 1)
+        return nb_error(NB_ERR_SHAPE, "%s: channels do not match: input side (%lld,%lld,...), output side (%lld,%lld,...), weight (%lld,%lld,%lld,%lld), groups %lld",
+                        nm, (long long)m->N, (long long)m->C, (long long)out->shape[0],
+                        (long long)m->CO, (long long)wshape[0], (long long)wshape[1],
+                        (long long)wshape[2], (long long)wshape[3], (long long)m->G);
+    int64_t eh = conv_out(m->H, m->KH, m->s0, m->d0, m->p0, p->pad_end[0]);
+    int64_t ew = conv_out(m->W, m->KW, m->s1, m->d1, m->p1, p->pad_end[1]);
+    if (c->op == NB_OP_CONV_TRANSPOSE2D) { /* the image size follows from the input's */
+        int64_t th = (m->OH - 1) * m->s0 - m->p0 - p->pad_end[0] + m->d0 * (m->KH - 1) + 1 +
+                     p->output_padding[0];
+        int64_t tw = (m->OW - 1) * m->s1 - m->p1 - p->pad_end[1] + m->d1 * (m->KW - 1) + 1 +
+                     p->output_padding[1];
+        eh = m->H == th ? m->OH : -1;
+        ew = m->W == tw ? m->OW : -1;
+    }
+    if (eh != m->OH || ew != m->OW)
+        return nb_error(NB_ERR_SHAPE, "%s: spatial sizes %lldx%lld and %lldx%lld do not fit kernel %lldx%lld",
+                        nm, (long long)m->H, (long long)m->W, (long long)m->OH, (long long)m->OW,
+                        (long long)m->KH, (long long)m->KW);
+    if (c->n_in == 3) {
+        const nb_tensor *bias = c->in[2];
+        int64_t want = c->op == NB_OP_CONV2D ? m->CO : m->C;
+        if (bias->ndim != 1 || bias->shape[0] != want)
+            return nb_error(NB_ERR_SHAPE, "%s: bias must have shape (%lld)", nm, (long long)want);
+    }
+    m->CG = m->C / m->G, m->COG = m->CO / m->G;
+    m->K = m->CG * m->KH * m->KW, m->P = m->OH * m->OW;
+    if (m->K > INT_MAX || m->P > INT_MAX || m->CO > INT_MAX || m->H * m->W > INT_MAX)
+        return nb_error(NB_ERR_UNSUPPORTED, "%s: a GEMM dimension exceeds the BLAS integer range", nm);
+    /* the column buffer holds TR output rows, about TILE_BYTES, so that it
+     * stays in the L2 cache between im2col and the GEMM that reads it */
+    m->TR = (int64_t)(TILE_BYTES / ((size_t)(m->K * m->OW) * m->es + 1));
+    m->TR = m->TR < 1 ? 1 : m->TR > m->OH ? m->OH : m->TR;
+    m->rowcopy = m->s0 == 1 && m->s1 == 1 && m->OW == m->W;
+    m->direct = m->KH == 1 && m->KW == 1 && m->s0 == 1 && m->s1 == 1 && m->p0 == 0 && m->p1 == 0 &&
+                p->pad_end[0] == 0 && p->pad_end[1] == 0;
+    return NB_OK;
+}
+
+/* ---- workspace ---------------------------------------------------------- */
+
+/* Bytes of one thread's slot: a column buffer (none when direct) and, for the
+ * weight gradient, an accumulator the size of the weight; 64-byte multiples. */
+static size_t slot_bytes(const geom *m)
+{
+    size_t col = m->direct ? 0 : (size_t)(m->K * m->TR * m->OW) * m->es;
+    size_t acc = m->op == NB_OP_CONV2D_GRAD_WEIGHT ? (size_t)(m->CO * m->K) * m->es : 0;
+    return ((col + 63) & ~(size_t)63) + ((acc + 63) & ~(size_t)63);
+}
+
+static int64_t items_of(const geom *m) { return m->N * m->G; }
+
+size_t nb_cpu_conv_workspace(const nb_kernel_call *c)
+{
+    geom m;
+    if (!c || make_geom(c, &m) != NB_OK)
+        return 0;
+    int64_t slots = nb_get_num_threads();
+    if (slots > items_of(&m))
+        slots = items_of(&m);
+    if (slots < 1)
+        slots = 1;
+    return (size_t)slots * slot_bytes(&m);
+}
+
+/* ---- the per-item work -------------------------------------------------- */
+
+typedef struct job {
+    const geom *m;
+    const char *a, *b, *bias; /* the inputs as bytes */
+    char *out;
+    char *ws;                 /* nslots slots of slot_bytes */
+    size_t slot;
+    int64_t nslots, nitems;
+} job;
+
+static char *slot_col(const job *j, int64_t s) { return j->ws ? j->ws + (size_t)s * j->slot : NULL; }
+
+static char *slot_acc(const job *j, int64_t s)
+{
+    const geom *m = j->m;
+    size_t col = m->direct ? 0 : (((size_t)(m->K * m->TR * m->OW) * m->es + 63) & ~(size_t)63);
+    return j->ws + (size_t)s * j->slot + col;
+}
+
+/* CONV2D on item (n, g): Y_g = bias + W_g @ col(X_g), a tile of output rows
+ * at a time. */
+static void item_conv2d(const job *j, int64_t item, char *col)
+{
+    const geom *m = j->m;
+    int64_t n = item / m->G, g = item % m->G;
+    const char *x = j->a + (size_t)((n * m->C + g * m->CG) * m->H * m->W) * m->es;
+    const char *w = j->b + (size_t)(g * m->COG * m->K) * m->es;
+    char *y = j->out + (size_t)((n * m->CO + g * m->COG) * m->P) * m->es;
+    double beta = 0;
+    if (j->bias) {
+        beta = 1;
+        for (int64_t o = 0; o < m->COG; o++) {
+            int64_t ch = g * m->COG + o;
+            if (m->dt == NB_F32) {
+                float v = ((const float *)j->bias)[ch], *r = (float *)y + o * m->P;
+                for (int64_t i = 0; i < m->P; i++)
+                    r[i] = v;
+            } else {
+                double v = ((const double *)j->bias)[ch], *r = (double *)y + o * m->P;
+                for (int64_t i = 0; i < m->P; i++)
+                    r[i] = v;
+            }
+        }
+    }
+    if (m->direct) {
+        gemm(m->dt, false, false, m->COG, m->P, m->K, w, m->K, x, m->P, beta, y, m->P);
+        return;
+    }
+    for (int64_t r0 = 0; r0 < m->OH; r0 += m->TR) {
+        int64_t r1 = r0 + m->TR < m->OH ? r0 + m->TR : m->OH, pt = (r1 - r0) * m->OW;
+        im2col(m, x, col, r0, r1);
+        gemm(m->dt, false, false, m->COG, pt, m->K, w, m->K, col, pt, beta,
+             y + (size_t)(r0 * m->OW) * m->es, m->P);
+    }
+}
+
+/* CONV_TRANSPOSE2D on item (n, g): Y_g = bias + col2im(W_g^T @ X_g), where X_g
+ * is the conv2d-output-side input and Y_g the conv2d-input-side output; a
+ * tile of X_g rows at a time. */
+static void item_transpose(const job *j, int64_t item, char *col)
+{
+    const geom *m = j->m;
+    int64_t n = item / m->G, g = item % m->G;
+    const char *x = j->a + (size_t)((n * m->CO + g * m->COG) * m->P) * m->es;
+    const char *w = j->b + (size_t)(g * m->COG * m->K) * m->es;
+    char *y = j->out + (size_t)((n * m->C + g * m->CG) * m->H * m->W) * m->es;
+    int64_t hw = m->H * m->W;
+    if (m->direct) {
+        gemm(m->dt, true, false, m->K, m->P, m->COG, w, m->K, x, m->P, 0, y, m->P);
+    } else {
+        memset(y, 0, (size_t)(m->CG * hw) * m->es);
+        for (int64_t r0 = 0; r0 < m->OH; r0 += m->TR) {
+            int64_t r1 = r0 + m->TR < m->OH ? r0 + m->TR : m->OH, pt = (r1 - r0) * m->OW;
+            gemm(m->dt, true, false, m->K, pt, m->COG, w, m->K,
+                 x + (size_t)(r0 * m->OW) * m->es, m->P, 0, col, pt);
+            col2im(m, col, y, r0, r1);
+        }
+    }
+    if (j->bias)
+        for (int64_t c = 0; c < m->CG; c++) {
+            int64_t ch = g * m->CG + c;
+            if (m->dt == NB_F32) {
+                float v = ((const float *)j->bias)[ch], *r = (float *)y + c * hw;
+                for (int64_t i = 0; i < hw; i++)
+                    r[i] += v;
+            } else {
+                double v = ((const double *)j->bias)[ch], *r = (double *)y + c * hw;
+                for (int64_t i = 0; i < hw; i++)
+                    r[i] += v;
+            }
+        }
+}
+
+/* CONV2D_GRAD_WEIGHT on item (n, g): dW_g += GY_g @ col(X_g)^T, into acc, a
+ * tile of output rows at a time. */
+static void item_grad_weight(const job *j, int64_t item, char *col, char *acc)
+{
+    const geom *m = j->m;
+    int64_t n = item / m->G, g = item % m->G;
+    const char *x = j->a + (size_t)((n * m->C + g * m->CG) * m->H * m->W) * m->es;
+    const char *gy = j->b + (size_t)((n * m->CO + g * m->COG) * m->P) * m->es;
+    char *dw = acc + (size_t)(g * m->COG * m->K) * m->es;
+    if (m->direct) {
+        gemm(m->dt, false, true, m->COG, m->K, m->P, gy, m->P, x, m->P, 1, dw, m->K);
+        return;
+    }
+    for (int64_t r0 = 0; r0 < m->OH; r0 += m->TR) {
+        int64_t r1 = r0 + m->TR < m->OH ? r0 + m->TR : m->OH, pt = (r1 - r0) * m->OW;
+        im2col(m, x, col, r0, r1);
+        gemm(m->dt, false, true, m->COG, m->K, pt, gy + (size_t)(r0 * m->OW) * m->es, m->P, col,
+             pt, 1, dw, m->K);
+    }
+}
+
+/* Slots [s0, s1): slot s runs items [s*nitems/nslots, (s+1)*nitems/nslots). */
+static void run_slots(void *ctx, int64_t s0, int64_t s1)
+{
+    const job *j = ctx;
+    for (int64_t s = s0; s < s1; s++) {
+        int64_t b = s * j->nitems / j->nslots, e = (s + 1) * j->nitems / j->nslots;
+        char *col = slot_col(j, s);
+        for (int64_t it = b; it < e; it++) {
+            if (j->m->op == NB_OP_CONV2D)
+                item_conv2d(j, it, col);
+            else if (j->m->op == NB_OP_CONV_TRANSPOSE2D)
+                item_transpose(j, it, col);
+            else
+                item_grad_weight(j, it, col, s == 0 ? j->out : slot_acc(j, s));
+        }
+    }
+}
+
+/* out[n, c, :] += bias[c] for an (N, C, HW) output. */
+static void add_bias(nb_dtype dt, const void *bias, void *out, int64_t N, int64_t C, int64_t hw)
+{
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t ch = 0; ch < C; ch++) {
+            if (dt == NB_F32) {
+                float v = ((const float *)bias)[ch], *r = (float *)out + (n * C + ch) * hw;
+                for (int64_t i = 0; i < hw; i++)
+                    r[i] += v;
+            } else {
+                double v = ((const double *)bias)[ch], *r = (double *)out + (n * C + ch) * hw;
+                for (int64_t i = 0; i < hw; i++)
+                    r[i] += v;
+            }
+        }
+}
+
+nb_status nb_cpu_conv(const nb_kernel_call *c)
+{
+    geom m;
+    nb_status st = make_geom(c, &m);
+    if (st != NB_OK)
+        return st;
+    job j = {&m, nb_tensor_data(c->in[0]), nb_tensor_data(c->in[1]),
+             c->n_in == 3 ? nb_tensor_data(c->in[2]) : NULL, nb_tensor_data(c->out), NULL,
+             slot_bytes(&m), 0, items_of(&m)};
+    size_t out_bytes = (size_t)nb_tensor_numel(c->out) * m.es;
+    if (j.nitems == 0 || m.K == 0 || m.COG == 0) {
+        /* an empty sum: zeros, plus the bias broadcast over the output */
+        memset(j.out, 0, out_bytes);
+        if (j.bias && m.op != NB_OP_CONV2D_GRAD_WEIGHT)
+            add_bias(m.dt, j.bias, j.out, c->out->shape[0], c->out->shape[1],
+                     c->out->shape[2] * c->out->shape[3]);
+        return NB_OK;
+    }
+    int64_t threads = nb_get_num_threads();
+    int64_t want = threads < j.nitems ? threads : j.nitems;
+    if (want < 1)
+        want = 1;
+    void *own = NULL;
+    if (j.slot == 0) {
+        j.nslots = want;
+    } else {
+        j.nslots = c->workspace ? (int64_t)(c->workspace_size / j.slot) : 0;
+        if (j.nslots > want)
+            j.nslots = want;
+        if (j.nslots >= 1) {
+            j.ws = c->workspace;
+        } else { /* no workspace given: one slot of our own */
+            own = aligned_alloc(64, j.slot);
+            if (!own)
+                return nb_error(NB_ERR_ALLOC, "%s: out of memory for a %zu-byte column buffer",
+                                nb_op_name(c->op), j.slot);
+            j.ws = own;
+            j.nslots = 1;
+        }
+    }
+    if (m.op == NB_OP_CONV2D_GRAD_WEIGHT) {
+        memset(j.out, 0, out_bytes);
+        for (int64_t s = 1; s < j.nslots; s++)
+            memset(slot_acc(&j, s), 0, (size_t)(m.CO * m.K) * m.es);
+    }
+    if (j.nslots > 1) {
+        /* The pool's threads each run whole GEMMs: OpenBLAS single-threaded
+         * meanwhile, then back to nabla's count (nb_set_num_threads keeps the
+         * two equal), not to a value read here, which a concurrent session
+         * may have lowered. */
+        openblas_set_num_threads(1);
+        nb_parallel_for(j.nslots, 1, run_slots, &j);
+        openblas_set_num_threads((int)threads);
+    } else {
+        run_slots(&j, 0, 1);
+    }
+    if (m.op == NB_OP_CONV2D_GRAD_WEIGHT && j.nslots > 1) {
+        int64_t n = m.CO * m.K;
+        for (int64_t s = 1; s < j.nslots; s++) {
+            const char *acc = slot_acc(&j, s);
+            if (m.dt == NB_F32)
+                for (int64_t i = 0; i < n; i++)
+                    ((float *)j.out)[i] += ((const float *)acc)[i];
+            else
+                for (int64_t i = 0; i < n; i++)
+                    ((double *)j.out)[i] += ((const double *)acc)[i];
+        }
+    }
+    free(own);
+    return NB_OK;
+}

@@ -9,8 +9,12 @@
  *   the adjoint of CONV2D with the same parameters, plus output_padding.
  * CONV2D_GRAD_WEIGHT (x, gy): the weight gradient of CONV2D; the output has
  *   weight_shape.
- * pad_begin is {top, left}, pad_end {bottom, right}; all values >= 0,
- * stride and dilation >= 1. */
+ * pad_begin is {top, left}, pad_end {bottom, right}; stride and dilation
+ * >= 1, pad_begin and output_padding >= 0. The builders keep pad_end >= 0;
+ * gradient nodes may make it negative (the last rows/columns of the input
+ * are then not read), as long as the padded input still holds the kernel.
+ * CONV_TRANSPOSE2D's output is (H-1)*stride - pad_begin - pad_end +
+ * dilation*(k-1) + 1 + output_padding per spatial dim. */
 typedef struct nb_conv_params {
     int64_t stride[2];
     int64_t pad_begin[2];
