@@ -1,3 +1,251 @@
-/* PLACEHOLDER: being written. */
+/* normalization: batch_norm (training) and layer_norm forward + backward
+ * (f32) against PyTorch's CPU ops with the same thread count.
+ *
+ * Sizes: batch_norm after the conv layers of the Fashion-MNIST CNN
+ * ((128,32,28,28), (128,64,14,14)) and in a ResNet-18 layer ((8,64,56,56));
+ * layer_norm over the last dim of transformer-like rows ((128*49, 512) and
+ * (8*196, 768)).
+ *
+ * nabla: one compiled graph with inputs x and gy, parameters gamma and beta
+ * (and the running statistics as STATE nodes for batch norm), outputs
+ * y and the VJPs of x, gamma and beta with seed gy (nb_vjp), i.e. what a
+ * training step runs; a second plan computes y alone. Only nb_session_run is
+ * timed (inputs fed once).
+ * PyTorch: bench/torch_normalization.py, run in the same invocation through
+ * popen: x, weight, bias requiring grad, y = F.batch_norm(..., training=True)
+ * or F.layer_norm, y.backward(gy); and the forward under no_grad.
+ *
+ * Figures: time_ms of fwd+bwd and of fwd, ratio = nabla / PyTorch (below 1
+ * is better), and nabla's effective bandwidth for fwd+bwd (bytes of x, y, gy
+ * and dx, GB/s) without a peer. Each side's figure is the best of ROUNDS
+ * medians (rounds alternate nabla and PyTorch; see main).
+ */
+#include <math.h>
 #include <stdio.h>
-int main(void) { fprintf(stderr, "bench_normalization: not written yet\n"); return 1; }
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "nabla.h"
+
+#define BENCH "normalization"
+
+typedef struct ncase {
+    int bn; /* 1: batch_norm (N, C, H, W); 0: layer_norm (R, D) */
+    int64_t d[4];
+    const char *label;
+} ncase;
+
+static const ncase cases[] = {
+    {1, {128, 32, 28, 28}, "batch_norm_fmnist1_128x32x28x28"},
+    {1, {128, 64, 14, 14}, "batch_norm_fmnist2_128x64x14x14"},
+    {1, {8, 64, 56, 56}, "batch_norm_resnet18_8x64x56x56"},
+    {0, {128 * 49, 512}, "layer_norm_6272x512"},
+    {0, {8 * 196, 768}, "layer_norm_1568x768"},
+};
+#define N_CASES ((int)(sizeof cases / sizeof cases[0]))
+
+typedef struct run_ctx {
+    nb_session *sess;
+} run_ctx;
+
+static void run_session(void *p)
+{
+    run_ctx *c = p;
+    if (nb_session_run(c->sess) != NB_OK)
+        bench_die(BENCH, "nb_session_run: %s", nb_last_error());
+}
+
+static float *random_floats(int64_t n, uint64_t seed, double mean, double std)
+{
+    float *v = malloc((size_t)n * sizeof(float));
+    if (!v)
+        bench_die(BENCH, "out of memory");
+    nb_rng r;
+    nb_rng_init(&r, seed);
+    for (int64_t i = 0; i < n; i++)
+        v[i] = (float)(mean + std * nb_rng_normal(&r));
+    return v;
+}
+
+/* Sanity of one run: dbeta = sum of gy over everything but the affine dim,
+ * and dx sums to zero over each normalised row or channel. */
+static void check_grads(const ncase *c, nb_session *s, nb_node *dx, nb_node *dbeta,
+                        const float *gy)
+{
+    nb_tensor tdx, tdb;
+    if (nb_session_fetch(s, dx, &tdx) != NB_OK || nb_session_fetch(s, dbeta, &tdb) != NB_OK)
+        bench_die(BENCH, "fetch: %s", nb_last_error());
+    const float *vdx = nb_tensor_data(&tdx), *vdb = nb_tensor_data(&tdb);
+    int64_t A = c->bn ? c->d[1] : c->d[1];
+    int64_t outer = c->bn ? c->d[0] : c->d[0], inner = c->bn ? c->d[2] * c->d[3] : 1;
+    double *sg = calloc((size_t)A, sizeof(double)), *sa = calloc((size_t)A, sizeof(double));
+    double worst_dx = 0;
+    for (int64_t o = 0; o < outer; o++) {
+        double rowdx = 0, rowabs = 0;
+        for (int64_t a = 0; a < A; a++)
+            for (int64_t k = 0; k < inner; k++) {
+                int64_t i = (o * A + a) * inner + k;
+                sg[a] += gy[i];
+                sa[a] += fabs(gy[i]);
+                rowdx += vdx[i];
+                rowabs += fabs(vdx[i]);
+            }
+        if (!c->bn) /* layer norm: dx sums to 0 per row */
+            worst_dx = fmax(worst_dx, fabs(rowdx) / (rowabs + 1e-30));
+    }
+    if (c->bn) { /* batch norm: dx sums to 0 per channel */
+        for (int64_t a = 0; a < A; a++) {
+            double s1 = 0, s2 = 0;
+            for (int64_t o = 0; o < outer; o++)
+                for (int64_t k = 0; k < inner; k++) {
+                    s1 += vdx[(o * A + a) * inner + k];
+                    s2 += fabs(vdx[(o * A + a) * inner + k]);
+                }
+            worst_dx = fmax(worst_dx, fabs(s1) / (s2 + 1e-30));
+        }
+    }
+    for (int64_t a = 0; a < A; a++)
+        if (fabs(vdb[a] - sg[a]) > 1e-4 * sa[a] + 1e-4)
+            bench_die(BENCH, "%s: dbeta[%lld] = %g, sum gy = %g", c->label, (long long)a, vdb[a],
+                      sg[a]);
+    if (worst_dx > 1e-3)
+        bench_die(BENCH, "%s: dx does not sum to 0 (relative %g)", c->label, worst_dx);
+    free(sg);
+    free(sa);
+    nb_tensor_release(&tdx);
+    nb_tensor_release(&tdb);
+}
+
+/* The PyTorch figures: seconds of fwd+bwd and fwd per case. */
+static void torch_times(int threads, int reps, double *fb, double *fw)
+{
+    const char *py = "/usr/bin/python3";
+    char script[4096] = "bench/torch_normalization.py";
+    if (access(script, R_OK) != 0) {
+        const char *src = __FILE__, *slash = strrchr(src, '/');
+        snprintf(script, sizeof script, "%.*storch_normalization.py",
+                 slash ? (int)(slash - src + 1) : 0, src);
+    }
+    char cmd[8192];
+    int len = snprintf(cmd, sizeof cmd, "%s '%s' %d %d", py, script, threads, reps);
+    for (int i = 0; i < N_CASES; i++) {
+        const ncase *c = &cases[i];
+        if (c->bn)
+            len += snprintf(cmd + len, sizeof cmd - (size_t)len, " bn,%lld,%lld,%lld,%lld",
+                            (long long)c->d[0], (long long)c->d[1], (long long)c->d[2],
+                            (long long)c->d[3]);
+        else
+            len += snprintf(cmd + len, sizeof cmd - (size_t)len, " ln,%lld,%lld",
+                            (long long)c->d[0], (long long)c->d[1]);
+    }
+    bench_note(BENCH, "PyTorch peer: %s", cmd);
+    FILE *f = popen(cmd, "r");
+    if (!f)
+        bench_die(BENCH, "cannot start %s", py);
+    char line[512];
+    int got = 0;
+    while (fgets(line, sizeof line, f) && got < N_CASES) {
+        char spec[128];
+        double a, b;
+        if (sscanf(line, "case %127s %lf %lf", spec, &a, &b) == 3) {
+            fb[got] = a;
+            fw[got] = b;
+            got++;
+        }
+    }
+    int rc = pclose(f);
+    if (got != N_CASES || rc != 0)
+        bench_die(BENCH, "the PyTorch peer failed (%d of %d cases, status %d)", got, N_CASES, rc);
+}
+
+/* Build, check and time case i: median seconds of fwd+bwd and fwd. */
+static void time_nabla(int i, int reps, double *fb, double *fw)
+{
+    const ncase *c = &cases[i];
+    int nd = c->bn ? 4 : 2;
+    int64_t A = c->d[1];
+    nb_graph *g = nb_graph_new();
+    nb_node *x = nb_input(g, "x", NB_F32, nd, c->d);
+    nb_node *gamma = nb_param(g, "weight", NB_F32, 1, &A);
+    nb_node *beta = nb_param(g, "bias", NB_F32, 1, &A);
+    nb_node *y;
+    if (c->bn) {
+        nb_node *rm = nb_state(g, "running_mean", NB_F32, 1, &A);
+        nb_node *rv = nb_state(g, "running_var", NB_F32, 1, &A);
+        nb_tensor_fill(nb_node_value(rv), 1.0);
+        y = nb_batch_norm(g, x, gamma, beta, rm, rv, true, 0.1, 1e-5);
+    } else {
+        y = nb_layer_norm(g, x, 1, gamma, beta, 1e-5);
+    }
+    nb_tensor_fill(nb_node_value(gamma), 1.0);
+    nb_node *gy = nb_input(g, "gy", NB_F32, nd, c->d);
+    nb_node *wrt[3] = {x, gamma, beta}, *grads[3] = {NULL, NULL, NULL};
+    if (nb_vjp(g, y, gy, 3, wrt, grads) != NB_OK || nb_graph_status(g) != NB_OK)
+        bench_die(BENCH, "building: %s", nb_graph_error(g));
+    nb_node *outs[4] = {y, grads[0], grads[1], grads[2]};
+    nb_plan *pfb = nb_compile(g, 4, outs, NULL), *pfw = nb_compile(g, 1, &y, NULL);
+    if (!pfb || !pfw)
+        bench_die(BENCH, "compile: %s", nb_last_error());
+    nb_session *sfb = nb_session_new(pfb), *sfw = nb_session_new(pfw);
+    if (!sfb || !sfw)
+        bench_die(BENCH, "out of memory");
+    int64_t nx = nb_shape_numel(nd, c->d);
+    float *xv = random_floats(nx, 1 + (uint64_t)i, 0.5, 2.0);
+    float *gv = random_floats(nx, 100 + (uint64_t)i, 0.0, 1.0);
+    if (nb_session_feed_data(sfb, x, xv, (size_t)nx * 4) != NB_OK ||
+        nb_session_feed_data(sfb, gy, gv, (size_t)nx * 4) != NB_OK ||
+        nb_session_feed_data(sfw, x, xv, (size_t)nx * 4) != NB_OK)
+        bench_die(BENCH, "feed: %s", nb_last_error());
+    run_ctx cfb = {sfb}, cfw = {sfw};
+    run_session(&cfb);
+    check_grads(c, sfb, grads[0], grads[2], gv);
+    *fb = bench_time(run_session, &cfb, reps);
+    *fw = bench_time(run_session, &cfw, reps);
+    bench_note(BENCH, "%s: nabla fwd+bwd %.3f ms, fwd %.3f ms", c->label, *fb * 1e3, *fw * 1e3);
+    free(xv);
+    free(gv);
+    nb_session_free(sfb);
+    nb_session_free(sfw);
+    nb_plan_free(pfb);
+    nb_plan_free(pfw);
+    nb_graph_free(g);
+}
+
+/* ROUNDS rounds of (all nabla cases, then the PyTorch peer); each side keeps
+ * its best median per case, so a busy phase of a shared machine that hits
+ * one side in one round does not decide the ratio. */
+#define ROUNDS 2
+
+int main(void)
+{
+    int threads = nb_get_num_threads(), reps = bench_reps();
+    bench_note(BENCH, "%d threads, %d repetitions, %d rounds", threads, reps, ROUNDS);
+    double nb_fb[N_CASES], nb_fw[N_CASES], t_fb[N_CASES], t_fw[N_CASES];
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < N_CASES; i++) {
+            double fb, fw;
+            time_nabla(i, reps, &fb, &fw);
+            nb_fb[i] = r == 0 || fb < nb_fb[i] ? fb : nb_fb[i];
+            nb_fw[i] = r == 0 || fw < nb_fw[i] ? fw : nb_fw[i];
+        }
+        double pfb[N_CASES], pfw[N_CASES];
+        torch_times(threads, reps, pfb, pfw);
+        for (int i = 0; i < N_CASES; i++) {
+            t_fb[i] = r == 0 || pfb[i] < t_fb[i] ? pfb[i] : t_fb[i];
+            t_fw[i] = r == 0 || pfw[i] < t_fw[i] ? pfw[i] : t_fw[i];
+        }
+    }
+    for (int i = 0; i < N_CASES; i++) {
+        char name[160];
+        double bytes = 4.0 * 4.0 * (double)nb_shape_numel(cases[i].bn ? 4 : 2, cases[i].d);
+        snprintf(name, sizeof name, "%s_fwd_bwd", cases[i].label);
+        bench_emit(BENCH, name, "time_ms", nb_fb[i] * 1e3, "torch", t_fb[i] * 1e3);
+        snprintf(name, sizeof name, "%s_fwd", cases[i].label);
+        bench_emit(BENCH, name, "time_ms", nb_fw[i] * 1e3, "torch", t_fw[i] * 1e3);
+        snprintf(name, sizeof name, "%s_fwd_bwd", cases[i].label);
+        bench_emit_alone(BENCH, name, "gb_per_s", bytes / nb_fb[i] / 1e9);
+    }
+    return 0;
+}

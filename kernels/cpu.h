@@ -22,6 +22,8 @@ nb_status nb_cpu_dropout(const nb_kernel_call *c); /* DROPOUT (kernels/gather.c)
 
 /* Scratch bytes a CONV call needs (im2col and the like), asked at compile time. */
 size_t nb_cpu_conv_workspace(const nb_kernel_call *c);
+/* Scratch bytes of the NORM affine-gradient ops (per-thread partial sums). */
+size_t nb_cpu_norm_workspace(const nb_kernel_call *c);
 
 /* Copy any strided view into a contiguous tensor of the same shape and dtype,
  * on the thread pool when large. */

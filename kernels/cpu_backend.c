@@ -19,7 +19,8 @@
 #define KERNEL_DROPOUT nb_cpu_dropout
 
 /* MATMUL asks for scratch to copy inputs BLAS cannot read in place, the
- * convolutions for their im2col-style buffers. */
+ * convolutions for their im2col-style buffers, the norms' affine gradients
+ * for per-thread partial sums. */
 static size_t cpu_workspace_size(const nb_kernel_call *call)
 {
     if (!call)
@@ -29,6 +30,9 @@ static size_t cpu_workspace_size(const nb_kernel_call *call)
     if (call->op == NB_OP_CONV2D || call->op == NB_OP_CONV_TRANSPOSE2D ||
         call->op == NB_OP_CONV2D_GRAD_WEIGHT)
         return nb_cpu_conv_workspace(call);
+    if (call->op == NB_OP_LAYER_NORM_GRAD_AFFINE || call->op == NB_OP_RMS_NORM_GRAD_AFFINE ||
+        call->op == NB_OP_GROUP_NORM_GRAD_AFFINE)
+        return nb_cpu_norm_workspace(call);
     return 0;
 }
 
