@@ -42,7 +42,6 @@
 #define GRAIN_ELEMS 32768 /* elements per thread-pool task, at least */
 #define MAX_BLOCKS 64     /* row blocks of the layer/RMS affine reductions */
 
-
 /* ---- type-specialised inner loops --------------------------------------- */
 
 /* Sums run in blocks of BLOCK elements: inside a block, two vector
