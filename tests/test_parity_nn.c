@@ -2,52 +2,31 @@
  * (graph/nn.h): convolution, pooling, normalisation, embedding/gather,
  * attention, a small CNN and an LSTM cell built from primitives.
  *
- * tests/gen_fixtures_nn.py writes, for every case NAME, the inputs
- * NAME.xK.npy, PyTorch's output NAME.y.npy, a cotangent NAME.gy.npy, the
- * vector-Jacobian products NAME.gxK.npy (one per float input K that is not a
- * state) and, for each STATE input K (batch_norm's running statistics), its
- * value after the op ran, NAME.sK.npy. Each case here rebuilds the same
- * computation with the graph builders, differentiates it with nb_vjp(y, gy),
- * compiles {y, grads...}, runs it once and compares:
- *   - shape and dtype exactly;
- *   - f32 values to |a - b| <= 1e-5 * max(1, max |expected|);
- *   - the STATE nodes' values (nb_node_value) after the run with NAME.sK.
- * A missing fixture is a failure naming the file. The fixture directory is
- * the sibling "fixtures_nn" of NABLA_FIXTURES (tests/meson.build points that
- * at tests/fixtures), or NABLA_FIXTURES_NN when set.
+ * tests/gen_fixtures_nn.py writes the fixtures and MANIFEST.txt; the rules for
+ * running and comparing a case are in parity_common.h. Batch norm's running
+ * statistics are STATE inputs: their values after the run are compared with
+ * NAME.sK.npy. The fixture directory is NABLA_FIXTURES_NN when set, else the
+ * sibling "fixtures_nn" of NABLA_FIXTURES (tests/meson.build points that at
+ * tests/fixtures).
  *
- * Float inputs are INPUT nodes fed through nb_session_feed, except those a
- * case marks as parameters (the CNN's and the LSTM cell's weights), whose
- * values are copied into PARAM nodes, and states, copied into STATE nodes.
- * Integer indices and bool masks are INPUTs.
+ * Float inputs are INPUTs except the CNN's and the LSTM cell's weights
+ * (PARAMs) and the running statistics (STATEs); integer indices and bool
+ * masks are INPUTs.
  *
  * Dropout has no case: its mask comes from nabla's Philox stream, which
  * cannot match torch's RNG (tests/test_gather.c checks it).
  */
 #include <check.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check_main.h"
 #include "nabla.h"
+#include "parity_common.h"
 
-#define MAX_IN 8
-#define TOL_REL 1e-5
 #define EPS 1e-5
 #define MOMENTUM 0.1
-
-typedef nb_node *(*build_fn)(nb_graph *g, nb_node **x);
-
-typedef struct parity_case {
-    const char *name;
-    int n_inputs;
-    int grad;            /* 1: the fixtures hold gy and gxK */
-    unsigned param_mask; /* bit K: float input K is a PARAM */
-    unsigned state_mask; /* bit K: float input K is a STATE (compared after the run) */
-    build_fn build;
-} parity_case;
 
 /* ---- builders: one per case, mirroring tests/gen_fixtures_nn.py ---------- */
 
@@ -407,7 +386,15 @@ static const parity_case cases[] = {
 
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
-/* ---- helpers ---------------------------------------------------------- */
+static const parity_suite suite = {
+    .label = "parity_nn",
+    .name_width = 26,
+    .generator = "tests/gen_fixtures_nn.py",
+    .table_file = "test_parity_nn.c",
+    .manifest_state_mask = true,
+    .cases = cases,
+    .n_cases = N_CASES,
+};
 
 /* NABLA_FIXTURES_NN, else the sibling fixtures_nn of NABLA_FIXTURES, else
  * tests/fixtures_nn (run from the project root). */
@@ -429,293 +416,12 @@ static const char *fixtures_dir(void)
     return dir;
 }
 
-/* Load NAME.SUFFIX.npy; on failure write a message naming the file to err. */
-static int load_fixture(const char *name, const char *suffix, nb_tensor *out, char *err,
-                        size_t errsz)
-{
-    char path[1200];
-    snprintf(path, sizeof path, "%s/%s.%s.npy", fixtures_dir(), name, suffix);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errsz, "missing fixture file %s (run tests/gen_fixtures_nn.py)", path);
-        return -1;
-    }
-    fclose(f);
-    nb_status st = nb_npy_load(path, out);
-    if (st != NB_OK) {
-        snprintf(err, errsz, "cannot load fixture %s: %s: %s", path, nb_status_str(st),
-                 nb_last_error());
-        return -1;
-    }
-    return 0;
-}
-
-/* Compare got against expected; *err_out gets the largest |a - b|. Returns 0
- * when they agree (see the file comment for the rule). */
-static int compare(const char *what, const nb_tensor *got, const nb_tensor *exp, double *err_out,
-                   char *err, size_t errsz)
-{
-    char sg[64], se[64];
-    nb_shape_str(got->ndim, got->shape, sg, sizeof sg);
-    nb_shape_str(exp->ndim, exp->shape, se, sizeof se);
-    *err_out = 0.0;
-    if (got->dtype != exp->dtype) {
-        snprintf(err, errsz, "%s: dtype %s, expected %s", what, nb_dtype_name(got->dtype),
-                 nb_dtype_name(exp->dtype));
-        return -1;
-    }
-    if (!nb_shape_equal(got->ndim, got->shape, exp->ndim, exp->shape)) {
-        snprintf(err, errsz, "%s: shape %s, expected %s", what, sg, se);
-        return -1;
-    }
-
-    int64_t n = nb_tensor_numel(exp);
-    double scale = 1.0;
-    for (int64_t i = 0; i < n; i++) {
-        double v = fabs(nb_tensor_get_flat(exp, i));
-        if (v > scale)
-            scale = v;
-    }
-    double tol = TOL_REL * scale;
-
-    int64_t worst = -1;
-    double max_err = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs(nb_tensor_get_flat(got, i) - nb_tensor_get_flat(exp, i));
-        if (d != d)
-            d = INFINITY; /* NaN counts as the worst error */
-        if (worst < 0 || d > max_err) {
-            max_err = d;
-            worst = i;
-        }
-    }
-    *err_out = max_err;
-    if (n > 0 && !(max_err <= tol)) {
-        snprintf(err, errsz, "%s %s: max |got - expected| = %.3g > tol %.3g at flat index %lld "
-                 "(got %.9g, expected %.9g)", what, se, max_err, tol, (long long)worst,
-                 nb_tensor_get_flat(got, worst), nb_tensor_get_flat(exp, worst));
-        return -1;
-    }
-    return 0;
-}
-
-/* Copy a fixture into a stored leaf (PARAM or STATE) named x<i>. */
-static nb_node *stored_leaf(nb_graph *g, bool state, const char *name, const nb_tensor *x,
-                            char *err, size_t errsz)
-{
-    nb_node *n = state ? nb_state(g, name, x->dtype, x->ndim, x->shape)
-                       : nb_param(g, name, x->dtype, x->ndim, x->shape);
-    nb_tensor *v = nb_node_value(n);
-    if (!v) {
-        snprintf(err, errsz, "%s %s has no value tensor (graph: %s)", state ? "state" : "param",
-                 name, nb_graph_error(g));
-        return NULL;
-    }
-    if (nb_tensor_copy_into(v, x) != NB_OK) {
-        snprintf(err, errsz, "copy into %s: %s", name, nb_last_error());
-        return NULL;
-    }
-    return n;
-}
-
-/* ---- one case ---------------------------------------------------------- */
-
-/* Accumulates " what=err" into line. */
-static void note(char *line, size_t size, size_t *used, const char *what, double e)
-{
-    *used += (size_t)snprintf(line + *used, size - *used, " %s=%.2e", what, e);
-    if (*used >= size)
-        *used = size - 1;
-}
-
-/* Build, differentiate, compile, run and compare one case. Returns 0 on
- * success; otherwise err holds the reason. Frees everything either way. */
-static int run_case(const parity_case *c, char *err, size_t errsz)
-{
-    nb_tensor xs[MAX_IN] = {{0}};
-    nb_tensor y_exp = {0}, gy = {0};
-    nb_tensor gx_exp[MAX_IN] = {{0}}, s_exp[MAX_IN] = {{0}};
-    nb_node *nodes[MAX_IN] = {0};
-    nb_node *wrt[MAX_IN], *grads[MAX_IN];
-    int wrt_index[MAX_IN];
-    nb_node *outs[1 + MAX_IN];
-    int n_wrt = 0, rc = -1;
-    nb_graph *g = NULL;
-    nb_plan *plan = NULL;
-    nb_session *s = NULL;
-    char line[1024];
-    size_t used = 0;
-    double worst = 0.0;
-
-    err[0] = '\0';
-    line[0] = '\0';
-
-    /* fixtures */
-    for (int i = 0; i < c->n_inputs; i++) {
-        char suffix[16];
-        snprintf(suffix, sizeof suffix, "x%d", i);
-        if (load_fixture(c->name, suffix, &xs[i], err, errsz))
-            goto done;
-        if (c->state_mask & (1u << i)) {
-            snprintf(suffix, sizeof suffix, "s%d", i);
-            if (load_fixture(c->name, suffix, &s_exp[i], err, errsz))
-                goto done;
-        }
-    }
-    if (load_fixture(c->name, "y", &y_exp, err, errsz))
-        goto done;
-    if (c->grad) {
-        if (load_fixture(c->name, "gy", &gy, err, errsz))
-            goto done;
-        for (int i = 0; i < c->n_inputs; i++) {
-            if (!nb_dtype_is_float(xs[i].dtype) || (c->state_mask & (1u << i)))
-                continue;
-            char suffix[16];
-            snprintf(suffix, sizeof suffix, "gx%d", i);
-            if (load_fixture(c->name, suffix, &gx_exp[i], err, errsz))
-                goto done;
-        }
-    }
-
-    /* graph */
-    g = nb_graph_new();
-    if (!g) {
-        snprintf(err, errsz, "nb_graph_new failed");
-        goto done;
-    }
-    for (int i = 0; i < c->n_inputs; i++) {
-        char name[16];
-        snprintf(name, sizeof name, "x%d", i);
-        bool is_float = nb_dtype_is_float(xs[i].dtype);
-        bool is_state = is_float && (c->state_mask & (1u << i));
-        if (is_state || (is_float && (c->param_mask & (1u << i)))) {
-            nodes[i] = stored_leaf(g, is_state, name, &xs[i], err, errsz);
-            if (!nodes[i])
-                goto done;
-        } else {
-            nodes[i] = nb_input(g, name, xs[i].dtype, xs[i].ndim, xs[i].shape);
-        }
-        if (c->grad && is_float && !is_state) {
-            wrt_index[n_wrt] = i;
-            wrt[n_wrt++] = nodes[i];
-        }
-    }
-    nb_node *y = c->build(g, nodes);
-    if (c->grad && nb_graph_status(g) == NB_OK) {
-        nb_node *seed = nb_constant(g, &gy);
-        nb_status st = nb_vjp(g, y, seed, n_wrt, wrt, grads);
-        if (st != NB_OK && nb_graph_status(g) == NB_OK) {
-            snprintf(err, errsz, "nb_vjp: %s: %s", nb_status_str(st), nb_last_error());
-            goto done;
-        }
-    }
-    if (nb_graph_status(g) != NB_OK) {
-        snprintf(err, errsz, "graph failed: %s", nb_graph_error(g));
-        goto done;
-    }
-
-    /* compile and run once */
-    int n_out = 0;
-    outs[n_out++] = y;
-    for (int k = 0; k < n_wrt; k++)
-        outs[n_out++] = grads[k];
-    plan = nb_compile(g, n_out, outs, NULL);
-    if (!plan) {
-        snprintf(err, errsz, "nb_compile: %s", nb_last_error());
-        goto done;
-    }
-    s = nb_session_new(plan);
-    if (!s) {
-        snprintf(err, errsz, "nb_session_new failed");
-        goto done;
-    }
-    for (int i = 0; i < c->n_inputs; i++) {
-        if (nb_node_op(nodes[i]) != NB_OP_INPUT)
-            continue;
-        nb_status st = nb_session_feed(s, nodes[i], &xs[i]);
-        if (st != NB_OK) {
-            snprintf(err, errsz, "feed x%d: %s", i, nb_last_error());
-            goto done;
-        }
-    }
-    nb_status st = nb_session_run(s);
-    if (st != NB_OK) {
-        snprintf(err, errsz, "nb_session_run: %s: %s", nb_status_str(st), nb_last_error());
-        goto done;
-    }
-
-    /* compare y, then each gradient */
-    for (int k = 0; k < n_out; k++) {
-        char what[16];
-        const nb_tensor *exp;
-        if (k == 0) {
-            snprintf(what, sizeof what, "y");
-            exp = &y_exp;
-        } else {
-            snprintf(what, sizeof what, "gx%d", wrt_index[k - 1]);
-            exp = &gx_exp[wrt_index[k - 1]];
-        }
-        nb_tensor got = {0};
-        st = nb_session_fetch(s, outs[k], &got);
-        if (st != NB_OK) {
-            snprintf(err, errsz, "fetch %s: %s", what, nb_last_error());
-            goto done;
-        }
-        double e;
-        int bad = compare(what, &got, exp, &e, err, errsz);
-        nb_tensor_release(&got);
-        worst = e > worst ? e : worst;
-        note(line, sizeof line, &used, what, e);
-        if (bad)
-            goto done;
-    }
-
-    /* then the states, as the run left them */
-    for (int i = 0; i < c->n_inputs; i++) {
-        if (!(c->state_mask & (1u << i)))
-            continue;
-        char what[16];
-        snprintf(what, sizeof what, "s%d", i);
-        const nb_tensor *v = nb_node_value(nodes[i]);
-        if (!v) {
-            snprintf(err, errsz, "state x%d has no value after the run", i);
-            goto done;
-        }
-        double e;
-        int bad = compare(what, v, &s_exp[i], &e, err, errsz);
-        worst = e > worst ? e : worst;
-        note(line, sizeof line, &used, what, e);
-        if (bad)
-            goto done;
-    }
-    rc = 0;
-
-done:
-    if (rc == 0)
-        printf("parity_nn %-26s ok   max_err=%.2e  (%s )\n", c->name, worst, line);
-    else
-        printf("parity_nn %-26s FAIL %s\n", c->name, err);
-    fflush(stdout);
-
-    nb_session_free(s);
-    nb_plan_free(plan);
-    nb_graph_free(g);
-    for (int i = 0; i < MAX_IN; i++) {
-        nb_tensor_release(&xs[i]);
-        nb_tensor_release(&gx_exp[i]);
-        nb_tensor_release(&s_exp[i]);
-    }
-    nb_tensor_release(&y_exp);
-    nb_tensor_release(&gy);
-    return rc;
-}
-
 START_TEST(test_case)
 {
     char err[2048];
     const parity_case *c = &cases[_i];
-    ck_assert_msg(c->n_inputs <= MAX_IN, "%s: too many inputs", c->name);
-    int rc = run_case(c, err, sizeof err);
+    ck_assert_msg(c->n_inputs <= PARITY_MAX_IN, "%s: too many inputs", c->name);
+    int rc = parity_run_case(&suite, fixtures_dir(), c, err, sizeof err);
     ck_assert_msg(rc == 0, "parity_nn case %s: %s", c->name, err);
 }
 END_TEST
@@ -725,54 +431,9 @@ END_TEST
  * goes untested and no case runs against fixtures of another shape. */
 START_TEST(test_manifest_matches_table)
 {
-    char path[1200];
-    snprintf(path, sizeof path, "%s/MANIFEST.txt", fixtures_dir());
-    FILE *f = fopen(path, "r");
-    ck_assert_msg(f != NULL, "missing fixture file %s (run tests/gen_fixtures_nn.py)", path);
-
-    int seen[N_CASES];
-    memset(seen, 0, sizeof seen);
-    char buf[1024];
-    char problem[512] = "";
-    while (fgets(buf, sizeof buf, f)) {
-        char name[128], flag[16];
-        int n_in;
-        unsigned smask;
-        if (buf[0] == '#' || buf[0] == '\n')
-            continue;
-        if (sscanf(buf, "%127s %d %15s %x", name, &n_in, flag, &smask) != 4) {
-            snprintf(problem, sizeof problem, "malformed line: %.200s", buf);
-            break;
-        }
-        int found = -1;
-        for (int k = 0; k < N_CASES; k++)
-            if (strcmp(cases[k].name, name) == 0)
-                found = k;
-        if (found < 0) {
-            snprintf(problem, sizeof problem, "fixture case %s has no entry in test_parity_nn.c",
-                     name);
-            break;
-        }
-        if (seen[found]) {
-            snprintf(problem, sizeof problem, "case %s listed twice", name);
-            break;
-        }
-        seen[found] = 1;
-        int grad = strcmp(flag, "grad") == 0;
-        const parity_case *c = &cases[found];
-        if (c->n_inputs != n_in || c->grad != grad || c->state_mask != smask) {
-            snprintf(problem, sizeof problem,
-                     "case %s: manifest says %d inputs %s states 0x%x, table says %d inputs %s "
-                     "states 0x%x", name, n_in, flag, smask, c->n_inputs,
-                     c->grad ? "grad" : "nograd", c->state_mask);
-            break;
-        }
-    }
-    fclose(f);
-    ck_assert_msg(problem[0] == '\0', "%s: %s", path, problem);
-    for (int k = 0; k < N_CASES; k++)
-        ck_assert_msg(seen[k], "case %s is not in %s (regenerate the fixtures)", cases[k].name,
-                      path);
+    char err[2048];
+    int rc = parity_check_manifest(&suite, fixtures_dir(), err, sizeof err);
+    ck_assert_msg(rc == 0, "%s", err);
 }
 END_TEST
 
