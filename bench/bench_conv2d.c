@@ -4,11 +4,10 @@
  * nabla: a compiled graph with x, w and b as inputs, y = conv2d(x, w, b) and
  * its gradients dx, dw, db from nb_vjp with a fixed cotangent gy (an input
  * too); only nb_session_run is timed. A forward-only graph is timed as well.
- * PyTorch: bench/torch_conv2d.py, a child process of this one (same
- * invocation, torch.set_num_threads with nabla's count) that times its own
- * repetitions on request, so that nabla's and PyTorch's repetitions are
- * interleaved (nabla, PyTorch, nabla, ...) and the medians compared; each
- * repetition lasts >= 0.05 s.
+ * PyTorch: bench/torch_conv2d.py, a child process of this one (bench/torch_peer.h,
+ * same thread count) that times its own repetitions on request, so that
+ * nabla's and PyTorch's repetitions are interleaved (nabla, PyTorch, nabla,
+ * ...) and the medians compared; each repetition lasts >= 0.05 s.
  *
  * Cases: the two convolutions of a Fashion-MNIST CNN (batch 128, 1->32 on
  * 28x28 and 32->64 on 14x14) and a ResNet-18 layer (batch 8, 64->64 on
@@ -24,12 +23,10 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "common.h"
 #include "nabla.h"
+#include "torch_peer.h"
 
 #define BENCH "conv2d"
 
@@ -87,93 +84,6 @@ static double sgemm_gflops(int m, int n, int k, int batch, int reps)
     double t = bench_time(run_sgemm, &s, reps);
     free(a), free(b), free(c);
     return 2.0 * m * n * k * batch / t * 1e-9;
-}
-
-/* The PyTorch peer: a child process serving timing requests over pipes. */
-typedef struct peer {
-    pid_t pid;
-    FILE *to, *from;
-} peer;
-
-static peer peer_start(int threads)
-{
-    const char *py = "/usr/bin/python3";
-    char script[4096] = "bench/torch_conv2d.py"; /* bench/run runs from the root */
-    if (access(script, R_OK) != 0) {
-        const char *src = __FILE__, *slash = strrchr(src, '/');
-        snprintf(script, sizeof script, "%.*storch_conv2d.py", slash ? (int)(slash - src + 1) : 0,
-                 src);
-    }
-    char specs[N_CASES][64], th[16];
-    char *argv[N_CASES + 4] = {(char *)py, script, th};
-    snprintf(th, sizeof th, "%d", threads);
-    for (int i = 0; i < N_CASES; i++) {
-        const ccase *c = &cases[i];
-        snprintf(specs[i], sizeof specs[i], "%lld,%lld,%lld,%lld,%lld,%lld,%lld", (long long)c->n,
-                 (long long)c->c, (long long)c->h, (long long)c->w, (long long)c->co,
-                 (long long)c->k, (long long)c->pad);
-        argv[3 + i] = specs[i];
-    }
-    argv[3 + N_CASES] = NULL;
-    bench_note(BENCH, "PyTorch peer: %s %s %s ...", py, script, th);
-    int down[2], up[2];
-    if (pipe(down) != 0 || pipe(up) != 0)
-        bench_die(BENCH, "pipe failed");
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        bench_die(BENCH, "fork failed");
-    if (pid == 0) {
-        dup2(down[0], 0);
-        dup2(up[1], 1);
-        close(down[0]), close(down[1]), close(up[0]), close(up[1]);
-        execv(py, argv);
-        _exit(127);
-    }
-    close(down[0]), close(up[1]);
-    peer p = {pid, fdopen(down[1], "w"), fdopen(up[0], "r")};
-    char line[256];
-    if (!p.to || !p.from || !fgets(line, sizeof line, p.from) || strncmp(line, "ready", 5) != 0)
-        bench_die(BENCH, "the PyTorch peer did not start (is python3-torch installed?)");
-    return p;
-}
-
-/* One PyTorch repetition of case i ("fb" or "f"): seconds per call. */
-static double peer_rep(peer *p, int i, const char *mode)
-{
-    char line[256];
-    double sec;
-    fprintf(p->to, "rep %d %s\n", i, mode);
-    fflush(p->to);
-    if (!fgets(line, sizeof line, p->from) || sscanf(line, "%lf", &sec) != 1)
-        bench_die(BENCH, "the PyTorch peer failed on case %d %s", i, mode);
-    return sec;
-}
-
-static void peer_stop(peer *p)
-{
-    fprintf(p->to, "quit\n");
-    fclose(p->to);
-    fclose(p->from);
-    int st = 0;
-    waitpid(p->pid, &st, 0);
-}
-
-/* Interleaved medians: nabla's session s and PyTorch's case i/mode take
- * repetitions in turn. */
-static void time_pair(nb_session *s, peer *p, int i, const char *mode, int reps, double *tn,
-                      double *tp)
-{
-    int64_t iters = bench_calibrate(run_session, s, BENCH_MIN_REP_S);
-    double a[64], b[64];
-    if (reps > 64)
-        reps = 64;
-    for (int r = 0; r < reps; r++) {
-        a[r] = bench_rep(run_session, s, iters);
-        b[r] = peer_rep(p, i, mode);
-    }
-    *tn = bench_median(a, reps);
-    *tp = bench_median(b, reps);
 }
 
 /* y[n, o, i, j] by direct summation, to check a sample of nabla's output */
@@ -243,21 +153,9 @@ static void free_built(built *r)
 
 int main(void)
 {
-    int threads = nb_get_num_threads(), reps = bench_reps();
-    nb_set_num_threads(threads); /* OpenBLAS gets the same count */
-    bench_note(BENCH, "%d threads (nabla, OpenBLAS, PyTorch), %d repetitions, median", threads,
-               reps);
-    FILE *la = fopen("/proc/loadavg", "r");
-    char load[64] = "?";
-    if (la) {
-        if (!fgets(load, sizeof load, la))
-            strcpy(load, "?");
-        fclose(la);
-        load[strcspn(load, "\n")] = 0;
-    }
-    bench_note(BENCH, "load average before the run: %s (figures are noisy when it exceeds the cores)",
-               load);
-    peer tp = peer_start(threads);
+    int reps = bench_reps(), threads = torch_peer_threads(BENCH, reps);
+    torch_peer tp;
+    torch_peer_start(&tp, BENCH, "torch_conv2d.py", threads);
 
     double ceiling = sgemm_gflops(1024, 1024, 1024, 1, reps);
     bench_emit_alone(BENCH, "sgemm 1024x1024x1024", "gflops", ceiling);
@@ -286,9 +184,14 @@ int main(void)
         }
         nb_tensor_release(&ty);
 
+        char spec[160];
+        snprintf(spec, sizeof spec, "%lld,%lld,%lld,%lld,%lld,%lld,%lld", (long long)c->n,
+                 (long long)c->c, (long long)c->h, (long long)c->w, (long long)c->co,
+                 (long long)c->k, (long long)c->pad);
+        int pc = torch_peer_case(&tp, spec);
         double s_fb, s_fw, t_fb, t_fw;
-        time_pair(fb.s, &tp, i, "fb", reps, &s_fb, &t_fb);
-        time_pair(fw.s, &tp, i, "f", reps, &s_fw, &t_fw);
+        torch_peer_time_pair(&tp, run_session, fb.s, pc, "fb", reps, &s_fb, &t_fb);
+        torch_peer_time_pair(&tp, run_session, fw.s, pc, "fw", reps, &s_fw, &t_fw);
         double flop = 2.0 * (double)ny * (double)(c->c * c->k * c->k);
         char cs[160];
         snprintf(cs, sizeof cs, "%s fwd+bwd", c->label);
@@ -310,6 +213,6 @@ int main(void)
         free_built(&fw);
         free(x), free(w), free(b), free(gy);
     }
-    peer_stop(&tp);
+    torch_peer_stop(&tp);
     return 0;
 }

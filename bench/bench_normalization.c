@@ -11,9 +11,10 @@
  * y and the VJPs of x, gamma and beta with seed gy (nb_vjp), i.e. what a
  * training step runs; a second plan computes y alone. Only nb_session_run is
  * timed (inputs fed once).
- * PyTorch: bench/torch_normalization.py, run in the same invocation through
- * popen: x, weight, bias requiring grad, y = F.batch_norm(..., training=True)
- * or F.layer_norm, y.backward(gy); and the forward under no_grad.
+ * PyTorch: bench/torch_normalization.py, a child process of this one driven
+ * through pipes (bench/torch_peer.h): x, weight, bias requiring grad,
+ * y = F.batch_norm(..., training=True) or F.layer_norm, y.backward(gy); and
+ * the forward under no_grad.
  *
  * Figures: time_ms of fwd+bwd and of fwd, ratio = nabla / PyTorch (below 1
  * is better), and nabla's effective bandwidth for fwd+bwd (bytes of x, y, gy
@@ -23,11 +24,10 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 
 #include "common.h"
 #include "nabla.h"
+#include "torch_peer.h"
 
 #define BENCH "normalization"
 
@@ -118,48 +118,6 @@ static void check_grads(const ncase *c, nb_session *s, nb_node *dx, nb_node *dbe
     nb_tensor_release(&tdb);
 }
 
-/* The PyTorch figures: seconds of fwd+bwd and fwd per case. */
-static void torch_times(int threads, int reps, double *fb, double *fw)
-{
-    const char *py = "/usr/bin/python3";
-    char script[4096] = "bench/torch_normalization.py";
-    if (access(script, R_OK) != 0) {
-        const char *src = __FILE__, *slash = strrchr(src, '/');
-        snprintf(script, sizeof script, "%.*storch_normalization.py",
-                 slash ? (int)(slash - src + 1) : 0, src);
-    }
-    char cmd[8192];
-    int len = snprintf(cmd, sizeof cmd, "%s '%s' %d %d", py, script, threads, reps);
-    for (int i = 0; i < N_CASES; i++) {
-        const ncase *c = &cases[i];
-        if (c->bn)
-            len += snprintf(cmd + len, sizeof cmd - (size_t)len, " bn,%lld,%lld,%lld,%lld",
-                            (long long)c->d[0], (long long)c->d[1], (long long)c->d[2],
-                            (long long)c->d[3]);
-        else
-            len += snprintf(cmd + len, sizeof cmd - (size_t)len, " ln,%lld,%lld",
-                            (long long)c->d[0], (long long)c->d[1]);
-    }
-    bench_note(BENCH, "PyTorch peer: %s", cmd);
-    FILE *f = popen(cmd, "r");
-    if (!f)
-        bench_die(BENCH, "cannot start %s", py);
-    char line[512];
-    int got = 0;
-    while (fgets(line, sizeof line, f) && got < N_CASES) {
-        char spec[128];
-        double a, b;
-        if (sscanf(line, "case %127s %lf %lf", spec, &a, &b) == 3) {
-            fb[got] = a;
-            fw[got] = b;
-            got++;
-        }
-    }
-    int rc = pclose(f);
-    if (got != N_CASES || rc != 0)
-        bench_die(BENCH, "the PyTorch peer failed (%d of %d cases, status %d)", got, N_CASES, rc);
-}
-
 /* Build, check and time case i: median seconds of fwd+bwd and fwd. */
 static void time_nabla(int i, int reps, double *fb, double *fw)
 {
@@ -220,8 +178,21 @@ static void time_nabla(int i, int reps, double *fb, double *fw)
 
 int main(void)
 {
-    int threads = nb_get_num_threads(), reps = bench_reps();
-    bench_note(BENCH, "%d threads, %d repetitions, %d rounds", threads, reps, ROUNDS);
+    int reps = bench_reps(), threads = torch_peer_threads(BENCH, reps);
+    bench_note(BENCH, "%d rounds, each side keeps its best median", ROUNDS);
+    torch_peer tp;
+    torch_peer_start(&tp, BENCH, "torch_normalization.py", threads);
+    int pc[N_CASES]; /* the peer's case indices */
+    for (int i = 0; i < N_CASES; i++) {
+        const int64_t *d = cases[i].d;
+        char spec[128];
+        if (cases[i].bn)
+            snprintf(spec, sizeof spec, "bn,%lld,%lld,%lld,%lld", (long long)d[0], (long long)d[1],
+                     (long long)d[2], (long long)d[3]);
+        else
+            snprintf(spec, sizeof spec, "ln,%lld,%lld", (long long)d[0], (long long)d[1]);
+        pc[i] = torch_peer_case(&tp, spec);
+    }
     double nb_fb[N_CASES], nb_fw[N_CASES], t_fb[N_CASES], t_fw[N_CASES];
     for (int r = 0; r < ROUNDS; r++) {
         for (int i = 0; i < N_CASES; i++) {
@@ -230,13 +201,14 @@ int main(void)
             nb_fb[i] = r == 0 || fb < nb_fb[i] ? fb : nb_fb[i];
             nb_fw[i] = r == 0 || fw < nb_fw[i] ? fw : nb_fw[i];
         }
-        double pfb[N_CASES], pfw[N_CASES];
-        torch_times(threads, reps, pfb, pfw);
         for (int i = 0; i < N_CASES; i++) {
-            t_fb[i] = r == 0 || pfb[i] < t_fb[i] ? pfb[i] : t_fb[i];
-            t_fw[i] = r == 0 || pfw[i] < t_fw[i] ? pfw[i] : t_fw[i];
+            double fb = torch_peer_time(&tp, pc[i], "fb", reps);
+            double fw = torch_peer_time(&tp, pc[i], "fw", reps);
+            t_fb[i] = r == 0 || fb < t_fb[i] ? fb : t_fb[i];
+            t_fw[i] = r == 0 || fw < t_fw[i] ? fw : t_fw[i];
         }
     }
+    torch_peer_stop(&tp);
     for (int i = 0; i < N_CASES; i++) {
         char name[160];
         double bytes = 4.0 * 4.0 * (double)nb_shape_numel(cases[i].bn ? 4 : 2, cases[i].d);

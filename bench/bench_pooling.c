@@ -7,10 +7,11 @@
  * and dx = its VJP with seed gy (nb_vjp), i.e. what a training step runs; a
  * second plan computes y alone. Only nb_session_run is timed (inputs fed once).
  * PyTorch: bench/torch_pooling.py, a child process of this one driven through
- * pipes: x.requires_grad, y = F.max_pool2d(x), y.backward(gy); and the forward
- * under no_grad. Each side is calibrated on its own, then repetitions
- * alternate (nabla, PyTorch, nabla, ...) so that a slow phase of the shared
- * machine hits both; the figure is the median (bench/common.h).
+ * pipes (bench/torch_peer.h): x.requires_grad, y = F.max_pool2d(x),
+ * y.backward(gy); and the forward under no_grad. Each side is calibrated on
+ * its own, then repetitions alternate (nabla, PyTorch, nabla, ...) so that a
+ * slow phase of the shared machine hits both; the figure is the median
+ * (bench/common.h).
  *
  * Figures: time_ms of fwd+bwd and of fwd, ratio = nabla / PyTorch (below 1 is
  * better), and nabla's effective bandwidth (bytes one fwd+bwd must move: x
@@ -18,15 +19,12 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "common.h"
 #include "nabla.h"
+#include "torch_peer.h"
 
 #define BENCH "pooling"
-#define MAX_REPS 64
 
 typedef struct pcase {
     int64_t n, c, h, w, k, s, p;
@@ -76,106 +74,11 @@ static double sum_of(nb_session *s, const nb_node *n)
     return acc;
 }
 
-/* The PyTorch peer: bench/torch_pooling.py, a child process fed requests
- * through a pipe, answering with its own timing of a repetition. */
-typedef struct peer {
-    FILE *to, *from;
-    pid_t pid;
-} peer;
-
-static void peer_start(peer *pr, int threads)
-{
-    /* bench/run runs from the repository root; else next to this source */
-    char script[4096] = "bench/torch_pooling.py";
-    if (access(script, R_OK) != 0) {
-        const char *src = __FILE__, *slash = strrchr(src, '/');
-        snprintf(script, sizeof script, "%.*storch_pooling.py",
-                 slash ? (int)(slash - src + 1) : 0, src);
-    }
-    char nthreads[16];
-    snprintf(nthreads, sizeof nthreads, "%d", threads);
-    int down[2], up[2];
-    if (pipe(down) != 0 || pipe(up) != 0)
-        bench_die(BENCH, "pipe failed");
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        bench_die(BENCH, "fork failed");
-    if (pid == 0) {
-        dup2(down[0], STDIN_FILENO);
-        dup2(up[1], STDOUT_FILENO);
-        close(down[0]);
-        close(down[1]);
-        close(up[0]);
-        close(up[1]);
-        execl("/usr/bin/python3", "python3", script, nthreads, (char *)NULL);
-        fprintf(stderr, "[" BENCH "] cannot run /usr/bin/python3 %s\n", script);
-        _exit(127);
-    }
-    close(down[0]);
-    close(up[1]);
-    pr->pid = pid;
-    pr->to = fdopen(down[1], "w");
-    pr->from = fdopen(up[0], "r");
-    if (!pr->to || !pr->from)
-        bench_die(BENCH, "fdopen failed");
-    bench_note(BENCH, "PyTorch peer: /usr/bin/python3 %s %s", script, nthreads);
-}
-
-/* Seconds per call of `iters` back-to-back calls on the PyTorch side. */
-static double peer_time(peer *pr, const char *spec, const char *mode, int64_t iters)
-{
-    fprintf(pr->to, "time %s %s %lld\n", spec, mode, (long long)iters);
-    fflush(pr->to);
-    char line[256];
-    double t;
-    if (!fgets(line, sizeof line, pr->from) || sscanf(line, "%lf", &t) != 1)
-        bench_die(BENCH, "the PyTorch peer failed on %s %s%s%s", spec, mode,
-                  line[0] ? ": " : "", line);
-    return t;
-}
-
-static void peer_stop(peer *pr)
-{
-    fclose(pr->to);
-    fclose(pr->from);
-    int st = 0;
-    waitpid(pr->pid, &st, 0);
-}
-
-/* Median seconds per call of nabla's session and of PyTorch's `mode`, each
- * calibrated to repetitions of >= BENCH_MIN_REP_S, repetitions interleaved. */
-static void compare(peer *pr, const char *spec, const char *mode, run_ctx *c, int reps,
-                    double *t_nabla, double *t_torch)
-{
-    int64_t in = bench_calibrate(run_session, c, BENCH_MIN_REP_S);
-    for (int i = 0; i < 3; i++)
-        peer_time(pr, spec, mode, 1);
-    int64_t it = 1;
-    for (;;) {
-        double t = peer_time(pr, spec, mode, it);
-        if (t * (double)it >= BENCH_MIN_REP_S)
-            break;
-        int64_t next = (int64_t)(BENCH_MIN_REP_S / (t > 1e-9 ? t : 1e-9)) + 1;
-        it = next > 2 * it ? next : 2 * it;
-    }
-    double a[MAX_REPS], b[MAX_REPS];
-    if (reps > MAX_REPS)
-        reps = MAX_REPS;
-    for (int r = 0; r < reps; r++) {
-        a[r] = bench_rep(run_session, c, in);
-        b[r] = peer_time(pr, spec, mode, it);
-    }
-    *t_nabla = bench_median(a, reps);
-    *t_torch = bench_median(b, reps);
-}
-
 int main(void)
 {
-    int threads = nb_get_num_threads(), reps = bench_reps();
-    bench_note(BENCH, "%d threads, %d repetitions", threads, reps);
-    peer pr;
-    peer_start(&pr, threads);
+    int reps = bench_reps(), threads = torch_peer_threads(BENCH, reps);
+    torch_peer tp;
+    torch_peer_start(&tp, BENCH, "torch_pooling.py", threads);
 
     for (int i = 0; i < N_CASES; i++) {
         const pcase *c = &cases[i];
@@ -216,9 +119,10 @@ int main(void)
         snprintf(spec, sizeof spec, "%lld,%lld,%lld,%lld,%lld,%lld,%lld", (long long)c->n,
                  (long long)c->c, (long long)c->h, (long long)c->w, (long long)c->k,
                  (long long)c->s, (long long)c->p);
+        int pc = torch_peer_case(&tp, spec);
         double nb_fb, t_fb, nb_fw, t_fw;
-        compare(&pr, spec, "fb", &cfb, reps, &nb_fb, &t_fb);
-        compare(&pr, spec, "fw", &cfw, reps, &nb_fw, &t_fw);
+        torch_peer_time_pair(&tp, run_session, &cfb, pc, "fb", reps, &nb_fb, &t_fb);
+        torch_peer_time_pair(&tp, run_session, &cfw, pc, "fw", reps, &nb_fw, &t_fw);
         snprintf(name, sizeof name, "max_pool2d_fwd_bwd_%s", c->label);
         bench_emit(BENCH, name, "time_ms", nb_fb * 1e3, "torch", t_fb * 1e3);
         snprintf(name, sizeof name, "max_pool2d_fwd_%s", c->label);
@@ -236,6 +140,6 @@ int main(void)
         nb_plan_free(pfw);
         nb_graph_free(g);
     }
-    peer_stop(&pr);
+    torch_peer_stop(&tp);
     return 0;
 }

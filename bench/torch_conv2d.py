@@ -3,23 +3,12 @@
 weight and bias gradients) and forward alone, on the CPU, with the thread
 count nabla uses.
 
-usage: torch_conv2d.py THREADS N,C,H,W,CO,K,PAD ...
-
-Then it serves timing requests on stdin, one per line, so that the C bench
-can interleave its repetitions with PyTorch's (the machines are shared and
-noisy; interleaving makes a slow phase hit both sides alike):
-    "rep CASE MODE"   (MODE fb = fwd+bwd, f = fwd) -> one repetition: prints
-                      the seconds per call, the call count calibrated on first
-                      use so that a repetition lasts >= 0.05 s (as bench/common.c)
-    "quit"
-It prints "ready" once the cases are set up."""
-import sys
-import time
-
+usage: torch_conv2d.py THREADS, then the requests of bench/torch_peer.h.
+Case spec: N,C,H,W,CO,K,PAD (stride 1). Modes: "fb" = fwd+bwd, "fw" = fwd."""
 import torch
 import torch.nn.functional as F
 
-MIN_REP_S = 0.05
+import torch_peer
 
 
 def make_case(spec):
@@ -40,43 +29,8 @@ def make_case(spec):
         with torch.no_grad():
             F.conv2d(x, wt, b, padding=pad)
 
-    return {"fb": fwd_bwd, "f": fwd}
-
-
-def calibrate(fn):
-    for _ in range(3):
-        fn()
-    iters = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        dt = time.perf_counter() - t0
-        if dt >= MIN_REP_S:
-            return iters
-        iters = max(iters * 2, int(iters * MIN_REP_S / max(dt, 1e-9)) + 1)
-
-
-def main():
-    threads = int(sys.argv[1])
-    torch.set_num_threads(threads)
-    cases = [make_case(spec) for spec in sys.argv[2:]]
-    iters = {}
-    print("ready", flush=True)
-    for line in sys.stdin:
-        parts = line.split()
-        if not parts or parts[0] == "quit":
-            break
-        i, mode = int(parts[1]), parts[2]
-        fn = cases[i][mode]
-        if (i, mode) not in iters:
-            iters[(i, mode)] = calibrate(fn)
-        n = iters[(i, mode)]
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        print("%.9g" % ((time.perf_counter() - t0) / n), flush=True)
+    return {"fb": fwd_bwd, "fw": fwd}
 
 
 if __name__ == "__main__":
-    main()
+    torch_peer.serve(make_case)

@@ -1,20 +1,15 @@
 #!/usr/bin/env python3
 """PyTorch peer of bench/bench_pooling.c: max_pool2d on the CPU (NCHW, f32),
-same thread count as nabla, driven line by line so that the C side can
-interleave its repetitions with nabla's.
+same thread count as nabla.
 
-usage: torch_pooling.py THREADS
-Then, on stdin, one request a line:
-    time N,C,H,W,K,S,P MODE ITERS
-MODE is "fb" (x.requires_grad, y = F.max_pool2d(x, K, S, P), y.backward(gy),
-x.grad reset each call) or "fw" (the forward under no_grad). The answer is one
-line on stdout: the seconds per call of ITERS back-to-back calls. Inputs are
-made once per case (randn, seed 0). EOF ends the process."""
-import sys
-import time
-
+usage: torch_pooling.py THREADS, then the requests of bench/torch_peer.h.
+Case spec: N,C,H,W,K,S,P. Modes: "fb" (x.requires_grad, y = F.max_pool2d(x,
+K, S, P), y.backward(gy), x.grad reset each call) and "fw" (the forward under
+no_grad). Inputs are made once per case (randn, seed 0)."""
 import torch
 import torch.nn.functional as F
+
+import torch_peer
 
 
 def make_case(spec):
@@ -36,23 +31,5 @@ def make_case(spec):
     return {"fb": fwd_bwd, "fw": fwd}
 
 
-def main():
-    torch.set_num_threads(int(sys.argv[1]))
-    cases = {}
-    for line in sys.stdin:
-        parts = line.split()
-        if len(parts) != 4 or parts[0] != "time":
-            print("error: bad request %r" % line.strip(), flush=True)
-            continue
-        spec, mode, iters = parts[1], parts[2], int(parts[3])
-        if spec not in cases:
-            cases[spec] = make_case(spec)
-        fn = cases[spec][mode]
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        print("%.9g" % ((time.perf_counter() - t0) / iters), flush=True)
-
-
 if __name__ == "__main__":
-    main()
+    torch_peer.serve(make_case)
