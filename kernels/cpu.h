@@ -31,6 +31,10 @@ nb_status nb_cpu_copy_strided(const nb_tensor *src, nb_tensor *dst);
 
 /* Point *use at x when it is contiguous, else at a contiguous copy made in
  * *tmp (empty otherwise); the caller releases *tmp when done. */
+/* x is f32 or f64 and out has x's dtype and shape; otherwise an error naming
+ * the op `name` and what differs. */
+nb_status nb_cpu_check_float_same(const char *name, const nb_tensor *x, const nb_tensor *out);
+
 nb_status nb_cpu_contiguous_input(const nb_tensor *x, nb_tensor *tmp, const nb_tensor **use);
 
 #endif

@@ -275,7 +275,6 @@ DEFINE_DROPOUT(dropout_f64, double)
 nb_status nb_cpu_dropout(const nb_kernel_call *c)
 {
     const char *name = nb_op_name(c->op);
-    char s1[96], s2[96];
     if (c->op != NB_OP_DROPOUT)
         return nb_error(NB_ERR_UNSUPPORTED, "dropout: op %s is not dropout", name);
     if (c->n_in != 1 || !c->in || !c->in[0] || !c->out || !c->params)
@@ -283,16 +282,9 @@ nb_status nb_cpu_dropout(const nb_kernel_call *c)
     const nb_dropout_params *pr = c->params;
     const nb_tensor *x = c->in[0];
     nb_tensor *out = c->out;
-    if (x->dtype != NB_F32 && x->dtype != NB_F64)
-        return nb_error(NB_ERR_DTYPE, "%s: input must be f32 or f64, got %s", name,
-                        nb_dtype_name(x->dtype));
-    if (out->dtype != x->dtype)
-        return nb_error(NB_ERR_DTYPE, "%s: output dtype %s differs from input %s", name,
-                        nb_dtype_name(out->dtype), nb_dtype_name(x->dtype));
-    if (!nb_shape_equal(x->ndim, x->shape, out->ndim, out->shape))
-        return nb_error(NB_ERR_SHAPE, "%s: output %s differs from input %s", name,
-                        nb_shape_str(out->ndim, out->shape, s1, sizeof s1),
-                        nb_shape_str(x->ndim, x->shape, s2, sizeof s2));
+    nb_status vst = nb_cpu_check_float_same(name, x, out);
+    if (vst != NB_OK)
+        return vst;
     if (!(pr->p >= 0.0 && pr->p <= 1.0))
         return nb_error(NB_ERR_ARG, "%s: probability %g is outside [0, 1]", name, pr->p);
     int64_t n = nb_tensor_numel(x);

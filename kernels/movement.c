@@ -256,6 +256,22 @@ nb_status nb_cpu_copy_strided(const nb_tensor *src, nb_tensor *dst)
     return NB_OK;
 }
 
+nb_status nb_cpu_check_float_same(const char *name, const nb_tensor *x, const nb_tensor *out)
+{
+    char a[96], b[96];
+    if (x->dtype != NB_F32 && x->dtype != NB_F64)
+        return nb_error(NB_ERR_DTYPE, "%s: input must be f32 or f64, got %s", name,
+                        nb_dtype_name(x->dtype));
+    if (out->dtype != x->dtype)
+        return nb_error(NB_ERR_DTYPE, "%s: output dtype %s differs from input %s", name,
+                        nb_dtype_name(out->dtype), nb_dtype_name(x->dtype));
+    if (!nb_shape_equal(x->ndim, x->shape, out->ndim, out->shape))
+        return nb_error(NB_ERR_SHAPE, "%s: output %s differs from input %s", name,
+                        nb_shape_str(out->ndim, out->shape, a, sizeof a),
+                        nb_shape_str(x->ndim, x->shape, b, sizeof b));
+    return NB_OK;
+}
+
 nb_status nb_cpu_contiguous_input(const nb_tensor *x, nb_tensor *tmp, const nb_tensor **use)
 {
     *use = x;

@@ -195,7 +195,7 @@ DEFINE_SOFTMAX(sm_f64, double, exp)
 nb_status nb_cpu_softmax(const nb_kernel_call *c)
 {
     const char *name = nb_op_name(c->op);
-    char a[96], b[96];
+    char a[96];
     if (c->n_in != 1 || !c->in || !c->in[0] || !c->out || !c->params)
         return nb_error(NB_ERR_ARG, "%s: expects one input, an output and parameters", name);
     if (c->op != NB_OP_SOFTMAX && c->op != NB_OP_LOG_SOFTMAX)
@@ -203,16 +203,9 @@ nb_status nb_cpu_softmax(const nb_kernel_call *c)
     const nb_tensor *x = c->in[0];
     nb_tensor *out = c->out;
     int axis = ((const nb_axis_params *)c->params)->axis;
-    if (x->dtype != NB_F32 && x->dtype != NB_F64)
-        return nb_error(NB_ERR_DTYPE, "%s: input must be f32 or f64, got %s", name,
-                        nb_dtype_name(x->dtype));
-    if (out->dtype != x->dtype)
-        return nb_error(NB_ERR_DTYPE, "%s: output dtype %s differs from input %s", name,
-                        nb_dtype_name(out->dtype), nb_dtype_name(x->dtype));
-    if (!nb_shape_equal(x->ndim, x->shape, out->ndim, out->shape))
-        return nb_error(NB_ERR_SHAPE, "%s: output %s differs from input %s", name,
-                        nb_shape_str(out->ndim, out->shape, a, sizeof a),
-                        nb_shape_str(x->ndim, x->shape, b, sizeof b));
+    nb_status vst = nb_cpu_check_float_same(name, x, out);
+    if (vst != NB_OK)
+        return vst;
     if (x->ndim == 0 ? axis != 0 : (axis < 0 || axis >= x->ndim))
         return nb_error(NB_ERR_ARG, "%s: axis %d out of range for %s", name, axis,
                         nb_shape_str(x->ndim, x->shape, a, sizeof a));
