@@ -54,12 +54,6 @@ static float *random_floats(size_t n, uint32_t seed, float scale)
     return v;
 }
 
-static void run_session(void *p)
-{
-    if (nb_session_run(p) != NB_OK)
-        bench_die(BENCH, "nb_session_run: %s", nb_last_error());
-}
-
 typedef struct sgemm_ctx {
     int m, n, k, batch;
     const float *a, *b;
@@ -168,7 +162,7 @@ int main(void)
         float *x = random_floats(nx, 11, 1), *w = random_floats(nw, 12, 0.2f);
         float *b = random_floats((size_t)c->co, 13, 1), *gy = random_floats(ny, 14, 1);
         built fb = build(c, true, x, w, b, gy), fw = build(c, false, x, w, b, gy);
-        run_session(fb.s);
+        bench_run_session(fb.s);
         nb_tensor ty;
         if (nb_session_fetch(fb.s, fb.y, &ty) != NB_OK)
             bench_die(BENCH, "fetch: %s", nb_last_error());
@@ -190,8 +184,8 @@ int main(void)
                  (long long)c->k, (long long)c->pad);
         int pc = torch_peer_case(&tp, spec);
         double s_fb, s_fw, t_fb, t_fw;
-        torch_peer_time_pair(&tp, run_session, fb.s, pc, "fb", reps, &s_fb, &t_fb);
-        torch_peer_time_pair(&tp, run_session, fw.s, pc, "fw", reps, &s_fw, &t_fw);
+        torch_peer_time_pair(&tp, bench_run_session, fb.s, pc, "fb", reps, &s_fb, &t_fb);
+        torch_peer_time_pair(&tp, bench_run_session, fw.s, pc, "fw", reps, &s_fw, &t_fw);
         double flop = 2.0 * (double)ny * (double)(c->c * c->k * c->k);
         char cs[160];
         snprintf(cs, sizeof cs, "%s fwd+bwd", c->label);

@@ -26,10 +26,6 @@
 #define MAX_THREADS 256
 
 typedef struct {
-    nb_session *sess;
-} nabla_ctx;
-
-typedef struct {
     void *dst;
     const void *src;
 } copy_ctx;
@@ -45,13 +41,6 @@ typedef struct {
     float *c;
     int threads;
 } loop_ctx;
-
-static void run_nabla(void *p)
-{
-    nabla_ctx *c = p;
-    if (nb_session_run(c->sess) != NB_OK)
-        bench_die(BENCH, "nb_session_run: %s", nb_last_error());
-}
 
 static void run_memcpy(void *p)
 {
@@ -142,15 +131,14 @@ int main(void)
     nb_node *out;
     nb_session *s = build(g, &plan, &out, a, b);
 
-    nabla_ctx nc = {s};
     copy_ctx mc = {dst, a};
     loop_ctx lc = {a, b, c, threads};
-    run_nabla(&nc);
+    bench_run_session(s);
     run_loop(&lc);
     check_output(s, out, c);
 
-    bench_fn fns[3] = {run_nabla, run_memcpy, run_loop};
-    void *ctxs[3] = {&nc, &mc, &lc};
+    bench_fn fns[3] = {bench_run_session, run_memcpy, run_loop};
+    void *ctxs[3] = {s, &mc, &lc};
     double sec[3];
     bench_time_multi(3, fns, ctxs, reps, sec);
 

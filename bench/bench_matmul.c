@@ -21,21 +21,10 @@
 #define BENCH "matmul"
 
 typedef struct {
-    nb_session *sess;
-} nabla_ctx;
-
-typedef struct {
     int m, k, n;
     const float *a, *b;
     float *c;
 } sgemm_ctx;
-
-static void run_nabla(void *p)
-{
-    nabla_ctx *c = p;
-    if (nb_session_run(c->sess) != NB_OK)
-        bench_die(BENCH, "nb_session_run: %s", nb_last_error());
-}
 
 static void run_sgemm(void *p)
 {
@@ -102,16 +91,15 @@ static void bench_size(int m, int reps)
         nb_session_feed_data(s, nbn, b, (size_t)k * n * sizeof(float)) != NB_OK)
         bench_die(BENCH, "feed: %s", nb_last_error());
 
-    nabla_ctx nc = {s};
     sgemm_ctx pc = {m, k, n, a, b, c};
-    run_nabla(&nc);
+    bench_run_session(s);
     run_sgemm(&pc);
     double err = check_output(s, out, c, (size_t)m * n);
     if (!(err <= 1e-3 * k))
         bench_die(BENCH, "%dx%dx%d: nabla differs from sgemm by %g", m, k, n, err);
 
     double tn, tp;
-    bench_time_pair(run_nabla, &nc, run_sgemm, &pc, reps, &tn, &tp);
+    bench_time_pair(bench_run_session, s, run_sgemm, &pc, reps, &tn, &tp);
     char cs[64];
     snprintf(cs, sizeof cs, "%dx%dx%d", m, k, n);
     double flop = 2.0 * m * n * k;

@@ -46,17 +46,6 @@ static const ncase cases[] = {
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
-typedef struct run_ctx {
-    nb_session *sess;
-} run_ctx;
-
-static void run_session(void *p)
-{
-    run_ctx *c = p;
-    if (nb_session_run(c->sess) != NB_OK)
-        bench_die(BENCH, "nb_session_run: %s", nb_last_error());
-}
-
 static float *random_floats(int64_t n, uint64_t seed, double mean, double std)
 {
     float *v = malloc((size_t)n * sizeof(float));
@@ -156,11 +145,10 @@ static void time_nabla(int i, int reps, double *fb, double *fw)
         nb_session_feed_data(sfb, gy, gv, (size_t)nx * 4) != NB_OK ||
         nb_session_feed_data(sfw, x, xv, (size_t)nx * 4) != NB_OK)
         bench_die(BENCH, "feed: %s", nb_last_error());
-    run_ctx cfb = {sfb}, cfw = {sfw};
-    run_session(&cfb);
+    bench_run_session(sfb);
     check_grads(c, sfb, grads[0], grads[2], gv);
-    *fb = bench_time(run_session, &cfb, reps);
-    *fw = bench_time(run_session, &cfw, reps);
+    *fb = bench_time(bench_run_session, sfb, reps);
+    *fw = bench_time(bench_run_session, sfw, reps);
     bench_note(BENCH, "%s: nabla fwd+bwd %.3f ms, fwd %.3f ms", c->label, *fb * 1e3, *fw * 1e3);
     free(xv);
     free(gv);

@@ -51,12 +51,6 @@ static void run_peer(void *p)
     peer_sink = y;
 }
 
-static void run_nabla(void *p)
-{
-    if (nb_session_run(p) != NB_OK)
-        bench_die(BENCH, "nb_session_run: %s", nb_last_error());
-}
-
 /* The chain from a parameter x (set to X0); *x_out gets x, returns the end. */
 static nb_node *build_chain(nb_graph *g, nb_node **x_out)
 {
@@ -113,7 +107,7 @@ static void bench_run(int reps)
         bench_die(BENCH, "session: out of memory");
     int entries = nb_plan_num_entries(plan);
     float x0 = (float)X0;
-    run_nabla(s);
+    bench_run_session(s);
     run_peer(&x0);
     if (fetch_scalar(s, end) != X0 || peer_sink != (float)X0)
         bench_die(BENCH, "chain gives %g (nabla) and %g (peer), not %g", fetch_scalar(s, end),
@@ -121,7 +115,7 @@ static void bench_run(int reps)
     bench_note(BENCH, "forward plan: %d entries for %d ops", entries, CHAIN);
 
     double tn, tp;
-    bench_time_pair(run_nabla, s, run_peer, &x0, reps, &tn, &tp);
+    bench_time_pair(bench_run_session, s, run_peer, &x0, reps, &tn, &tp);
     bench_emit(BENCH, "chain_10000_scalar", "us_per_entry", tn / entries * 1e6, "c_fnptr_loop",
                tp / CHAIN * 1e6);
     nb_session_free(s);

@@ -38,17 +38,6 @@ static const pcase cases[] = {
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
-typedef struct run_ctx {
-    nb_session *sess;
-} run_ctx;
-
-static void run_session(void *p)
-{
-    run_ctx *c = p;
-    if (nb_session_run(c->sess) != NB_OK)
-        bench_die(BENCH, "nb_session_run: %s", nb_last_error());
-}
-
 static float *random_floats(int64_t n, uint64_t seed)
 {
     float *v = malloc((size_t)n * sizeof(float));
@@ -104,8 +93,7 @@ int main(void)
             nb_session_feed_data(sfb, gy, gv, (size_t)ny * 4) != NB_OK ||
             nb_session_feed_data(sfw, x, xv, (size_t)nx * 4) != NB_OK)
             bench_die(BENCH, "feed: %s", nb_last_error());
-        run_ctx cfb = {sfb}, cfw = {sfw};
-        run_session(&cfb);
+        bench_run_session(sfb);
         /* each gy lands on exactly one input position: sum(dx) == sum(gy) */
         double sdx = sum_of(sfb, dx), sgy = 0, sabs = 0;
         for (int64_t j = 0; j < ny; j++) {
@@ -121,8 +109,8 @@ int main(void)
                  (long long)c->s, (long long)c->p);
         int pc = torch_peer_case(&tp, spec);
         double nb_fb, t_fb, nb_fw, t_fw;
-        torch_peer_time_pair(&tp, run_session, &cfb, pc, "fb", reps, &nb_fb, &t_fb);
-        torch_peer_time_pair(&tp, run_session, &cfw, pc, "fw", reps, &nb_fw, &t_fw);
+        torch_peer_time_pair(&tp, bench_run_session, sfb, pc, "fb", reps, &nb_fb, &t_fb);
+        torch_peer_time_pair(&tp, bench_run_session, sfw, pc, "fw", reps, &nb_fw, &t_fw);
         snprintf(name, sizeof name, "max_pool2d_fwd_bwd_%s", c->label);
         bench_emit(BENCH, name, "time_ms", nb_fb * 1e3, "torch", t_fb * 1e3);
         snprintf(name, sizeof name, "max_pool2d_fwd_%s", c->label);

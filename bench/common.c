@@ -1,6 +1,8 @@
 /* Timing and reporting helpers shared by the benchmarks (see common.h). */
 #include "common.h"
 
+#include "graph/session.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -151,4 +153,10 @@ void bench_die(const char *bench, const char *fmt, ...)
     fputc('\n', stderr);
     va_end(ap);
     exit(1);
+}
+
+void bench_run_session(void *session)
+{
+    if (nb_session_run(session) != NB_OK)
+        bench_die("bench", "nb_session_run: %s", nb_last_error());
 }

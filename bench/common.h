@@ -65,6 +65,10 @@ int bench_reps(void);
 /* A progress note on stderr, prefixed with the bench name. */
 void bench_note(const char *bench, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A bench_fn that runs one nabla session (ctx is the nb_session *) and
+ * exits naming the failure if the run fails. */
+void bench_run_session(void *session);
+
 /* Exit with a message on stderr (for setup failures of the bench itself). */
 void bench_die(const char *bench, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
