@@ -67,6 +67,10 @@ extern const onnx_op_entry nb_onnx_ops_signal[];  /* DFT, STFT, MelWeightMatrix,
 extern const onnx_op_entry nb_onnx_ops_resample[]; /* Resize, Upsample, GridSample */
 extern const onnx_op_entry nb_onnx_ops_einsum[];  /* Einsum */
 extern const onnx_op_entry nb_onnx_ops_quant[];   /* (De)QuantizeLinear, QLinear*, *Integer, training ops */
+extern const onnx_op_entry nb_onnx_ops_pool[];    /* MaxPool, AveragePool, global and Lp pools, MaxUnpool */
+extern const onnx_op_entry nb_onnx_ops_linalg[];  /* Det */
+extern const onnx_op_entry nb_onnx_ops_text[];    /* TfIdfVectorizer */
+extern const onnx_op_entry nb_onnx_ops_roi[];     /* RoiAlign */
 
 /* The converter for (domain, op_type) at opset, or NULL. */
 const onnx_op_entry *nb_onnx_find_op(const char *domain, const char *op_type, int64_t opset);

@@ -42,7 +42,9 @@ const onnx_op_entry *nb_onnx_find_op(const char *domain, const char *op_type, in
         return NULL;
     const onnx_op_entry *tables[] = {nb_onnx_ops_nn,     nb_onnx_ops_math,     nb_onnx_ops_shape,
                                      nb_onnx_ops_rnn,    nb_onnx_ops_misc,     nb_onnx_ops_signal,
-                                     nb_onnx_ops_einsum, nb_onnx_ops_resample, nb_onnx_ops_quant};
+                                     nb_onnx_ops_einsum, nb_onnx_ops_resample, nb_onnx_ops_quant,
+                                     nb_onnx_ops_pool,   nb_onnx_ops_linalg,   nb_onnx_ops_text,
+                                     nb_onnx_ops_roi};
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
         const onnx_op_entry *e = search(tables[i], domain, op_type, opset);
         if (e)
