@@ -13,10 +13,15 @@
  *     da = conv_transpose2d(b, gy)
  *     db = conv2d(a, gy)
  *
+ * A conv2d with a fused clamp, y = clamp(conv2d(x, w) + b, lo, hi), first
+ * masks gy to where lo < y < hi (a where on comparisons, so differentiable
+ * again), then applies the rules above; the derived ops never clamp.
+ *
  * For the transpose's gradients the output_padding of the forward op is moved
  * into pad_end (pad_end - output_padding, possibly negative): the conv2d that
  * maps gy back to x's size then reads exactly the rows the transpose wrote.
  * So every rule is differentiable again (second derivatives work). */
+#include <math.h>
 #include <string.h>
 
 #include "autodiff/vjp.h"
@@ -64,14 +69,29 @@ static nb_node *bias_grad(nb_graph *g, nb_node *gy)
     return nb_reduce_mask(g, NB_OP_SUM, gy, 1u | 4u | 8u, false);
 }
 
+/* gy where lo < y < hi, else 0 (an infinite bound is not compared). */
+static nb_node *unclamp(nb_graph *g, nb_node *y, nb_node *gy, const nb_conv_params *p)
+{
+    nb_node *zero = nb_scalar(g, 0, gy->dtype);
+    if (isfinite(p->clamp_min))
+        gy = nb_where(g, nb_gt(g, y, nb_scalar(g, p->clamp_min, y->dtype)), gy, zero);
+    if (isfinite(p->clamp_max))
+        gy = nb_where(g, nb_lt(g, y, nb_scalar(g, p->clamp_max, y->dtype)), gy, zero);
+    return gy;
+}
+
 static nb_node *vjp_conv2d(nb_graph *g, nb_node *y, int i, nb_node *gy)
 {
-    const nb_conv_params *p = y->params;
+    nb_conv_params p = *(const nb_conv_params *)y->params;
     nb_node *x = y->in[0], *w = y->in[1];
+    if (p.clamp) {
+        gy = unclamp(g, y, gy, &p);
+        p.clamp = 0;
+    }
     if (i == 0)
-        return transpose_to(g, gy, w, p, x);
+        return transpose_to(g, gy, w, &p, x);
     if (i == 1)
-        return grad_weight(g, x, gy, p, w->shape);
+        return grad_weight(g, x, gy, &p, w->shape);
     return bias_grad(g, gy);
 }
 

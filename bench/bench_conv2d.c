@@ -64,10 +64,12 @@ typedef struct sgemm_ctx {
 static void run_sgemm(void *p)
 {
     sgemm_ctx *s = p;
+    openblas_set_num_threads(nb_get_num_threads()); /* nabla holds it to one */
     for (int i = 0; i < s->batch; i++)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->m, s->n, s->k, 1.0f, s->a, s->k,
                     s->b + (size_t)i * s->k * s->n, s->n, 0.0f, s->c + (size_t)i * s->m * s->n,
                     s->n);
+    openblas_set_num_threads(1);
 }
 
 static double sgemm_gflops(int m, int n, int k, int batch, int reps)

@@ -22,6 +22,16 @@ static bool make_params(nb_graph *g, const char *op, const char *nm, const nb_co
         p->pad_end[i] = d.padding[2 * i + 1];
     }
     p->groups = d.groups == 0 ? 1 : d.groups;
+    if (d.clamp) {
+        if (!(d.clamp_min <= d.clamp_max)) { /* also false for NaN */
+            nb_graph_fail(g, NB_ERR_ARG, "%s '%s': clamp range [%g, %g] is empty or NaN", op, nm,
+                          (double)d.clamp_min, (double)d.clamp_max);
+            return false;
+        }
+        p->clamp = 1;
+        p->clamp_min = d.clamp_min;
+        p->clamp_max = d.clamp_max;
+    }
     for (int i = 0; i < 2; i++)
         if (p->stride[i] < 0 || p->dilation[i] < 0 || p->pad_begin[i] < 0 || p->pad_end[i] < 0 ||
             p->output_padding[i] < 0 || p->groups < 0) {
@@ -127,6 +137,9 @@ nb_node *nb_conv1d(nb_graph *g, nb_node *x, nb_node *w, nb_node *bias, const nb_
         a1.padding[2] = a->padding[0];
         a1.padding[3] = a->padding[1];
         a1.groups = a->groups;
+        a1.clamp = a->clamp;
+        a1.clamp_min = a->clamp_min;
+        a1.clamp_max = a->clamp_max;
     }
     nb_conv_params p;
     if (!make_params(g, "conv1d", nm, &a1, &p) || !check_operands(g, "conv1d", nm, x, w, bias, 3))
@@ -152,6 +165,9 @@ nb_node *nb_conv_transpose2d(nb_graph *g, nb_node *x, nb_node *w, nb_node *bias,
     nb_conv_params p;
     if (!make_params(g, op, nm, a, &p) || !check_operands(g, op, nm, x, w, bias, 4))
         return g->poison;
+    if (p.clamp)
+        return nb_graph_fail(g, NB_ERR_UNSUPPORTED, "%s '%s': a fused clamp is only for conv2d and conv1d",
+                             op, nm);
     int64_t N = x->shape[0], C = x->shape[1], G = p.groups, CO = w->shape[1] * G;
     if (w->shape[0] != C)
         return nb_graph_fail(g, NB_ERR_SHAPE, "%s '%s': weight %s must have %lld rows, one per input channel of %s",

@@ -18,13 +18,20 @@ int nb_graph_states(const nb_graph *g, nb_node **out, int max);
 
 /* Convolution arguments. Zero stride, dilation or groups mean 1. padding is
  * {top, bottom, left, right}; conv1d reads index 0 of stride/dilation and
- * padding[0], padding[1]. NULL args: all defaults. */
+ * padding[0], padding[1]. NULL args: all defaults.
+ *
+ * conv2d and conv1d can clamp their output (bias added) to [clamp_min,
+ * clamp_max] in the same pass: ReLU is {true, 0, INFINITY}, ReLU6 {true, 0,
+ * 6}. The gradient passes where the output lies strictly inside the range,
+ * as for torch's relu and hardtanh. */
 typedef struct nb_conv_args {
     int64_t stride[2];
     int64_t padding[4];
     int64_t dilation[2];
     int64_t output_padding[2]; /* conv_transpose2d */
     int64_t groups;
+    bool clamp;                  /* conv2d, conv1d */
+    float clamp_min, clamp_max;  /* clamp_min <= clamp_max, not NaN */
 } nb_conv_args;
 
 /* x (N, C_in, H, W), w (C_out, C_in/groups, kh, kw), bias (C_out) or NULL. */

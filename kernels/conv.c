@@ -33,15 +33,24 @@
  * per group) runs the direct kernel of kernels/conv_depthwise.c, which needs
  * no workspace; NABLA_DEPTHWISE=0 keeps it on im2col.
  *
+ * CONV2D adds the bias and applies its fused clamp (ReLU, ReLU6) to each
+ * GEMM's output block right after the GEMM, while the block is in cache; in
+ * f32 on CPUs with AVX-512 its GEMMs are kernels/sgemm_avx512.c's, which do
+ * that in registers before storing (NABLA_OWN_GEMM=0: OpenBLAS instead).
+ *
  * Threads: when there are at least two items, the items are split over the
  * thread pool, each thread with its own column buffer (and, for the weight
  * gradient, its own accumulator, summed at the end) and OpenBLAS held to one
- * thread meanwhile; otherwise the items run in turn with a threaded GEMM.
+ * thread meanwhile; otherwise the items run in turn with a GEMM split over
+ * the pool (kernels/gemm.h).
+ * CONV2D's items are finer units (split_units): an image's columns, and if
+ * need be its output channels, are split into blocks so that batch 1 keeps
+ * every thread busy with single-threaded GEMMs (one pool, no OpenBLAS
+ * threads spinning beside nabla's).
  * Buffers come from the call's workspace, sized by nb_cpu_conv_workspace for
  * the thread count at compile time; a call with less workspace uses fewer
  * threads, and one with none (direct kernel calls) allocates once.
  */
-#include <cblas.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +58,8 @@
 #include "kernels/conv_depthwise.h"
 #include "kernels/conv_winograd.h"
 #include "kernels/cpu.h"
+#include "kernels/gemm.h"
+#include "kernels/sgemm_avx512.h"
 #include "kernels/threadpool.h"
 
 #define TILE_BYTES (1024u << 10) /* about the L2 cache of one core */
@@ -74,6 +85,12 @@ typedef struct geom {
     bool dw;                     /* run by the direct depthwise kernel (conv_depthwise.c) */
     nb_wino wg;
     int64_t TR;                  /* output rows per column tile */
+    bool clamp;                  /* CONV2D: clamp outputs to [lo, hi] */
+    bool own_gemm;               /* CONV2D f32 on kernels/sgemm_avx512.c */
+    float lo, hi;
+    /* CONV2D's units: items x MB output-channel blocks x PB column blocks
+     * (PB tiles of TR output rows, or direct: of PC columns) */
+    int64_t MB, MC, PB, PC;
 } geom;
 
 static inline int64_t floor_div(int64_t a, int64_t b)
@@ -232,25 +249,56 @@ static void col2im(const geom *m, void *col, void *img, int64_t r0, int64_t r1)
         col2im_double(m, col, img, r0, r1);
 }
 
-/* Row-major C (M x N) = alpha op(A) op(B) + beta C in the call's dtype. */
-static void gemm(nb_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void *A,
-                 int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc)
-{
-    enum CBLAS_TRANSPOSE a = ta ? CblasTrans : CblasNoTrans, b = tb ? CblasTrans : CblasNoTrans;
-    if (dt == NB_F32)
-        cblas_sgemm(CblasRowMajor, a, b, (blasint)M, (blasint)N, (blasint)K, 1.0f, A, (blasint)lda,
-                    B, (blasint)ldb, (float)beta, C, (blasint)ldc);
-    else
-        cblas_dgemm(CblasRowMajor, a, b, (blasint)M, (blasint)N, (blasint)K, 1.0, A, (blasint)lda,
-                    B, (blasint)ldb, beta, C, (blasint)ldc);
-}
-
 /* ---- validation --------------------------------------------------------- */
 
 static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t d, int64_t pb, int64_t pe)
 {
     int64_t span = d * (k - 1) + 1, padded = in + pb + pe;
     return padded < span ? -1 : (padded - span) / s + 1;
+}
+
+/* CONV2D's units of work, so that a call with fewer items (images x
+ * groups) than threads still keeps every thread busy: first the columns are
+ * split (direct: into blocks of PC columns; im2col: into tiles of fewer
+ * rows), keeping at least MIN_COLS columns a block; then, if that is not
+ * enough, the output channels, in blocks of a multiple of 16. Each unit is
+ * one GEMM whose output block the epilogue finishes while it is in cache. */
+#define MIN_COLS 128
+static void split_units(geom *m, int64_t threads)
+{
+    int64_t items = m->N * m->G;
+    m->MB = 1, m->MC = m->COG;
+    m->PC = m->P, m->PB = 1;
+    if (!m->direct)
+        m->PB = (m->OH + m->TR - 1) / m->TR;
+    if (items >= threads || threads <= 1)
+        return;
+    int64_t want = (threads + items - 1) / items; /* blocks an item */
+    if (m->direct) {
+        int64_t pc = (m->P + want - 1) / want;
+        pc = (pc + 15) / 16 * 16;
+        if (pc < MIN_COLS)
+            pc = MIN_COLS;
+        if (pc < m->P) {
+            m->PC = pc;
+            m->PB = (m->P + pc - 1) / pc;
+        }
+    } else if (m->PB < want) {
+        int64_t tr = (m->OH + want - 1) / want;
+        if (tr * m->OW < MIN_COLS)
+            tr = (MIN_COLS + m->OW - 1) / m->OW;
+        if (tr < m->TR) {
+            m->TR = tr;
+            m->PB = (m->OH + tr - 1) / tr;
+        }
+    }
+    if (m->PB < want && m->COG >= 32) {
+        int64_t mb = (want + m->PB - 1) / m->PB;
+        int64_t mc = (m->COG + mb - 1) / mb;
+        mc = (mc + 15) / 16 * 16;
+        m->MC = mc < m->COG ? mc : m->COG;
+        m->MB = (m->COG + m->MC - 1) / m->MC;
+    }
 }
 
 /* Check the call and fill the geometry; NB_OK or a status with nb_error set. */
@@ -347,16 +395,30 @@ static nb_status make_geom(const nb_kernel_call *c, geom *m)
         if (c->op == NB_OP_CONV_TRANSPOSE2D) /* a conv of the flipped, transposed weights */
             m->wg = (nb_wino){m->N, m->CO, m->OH, m->OW, m->C, m->H, m->W, 2 - m->p0, 2 - m->p1};
         else
-            m->wg = (nb_wino){m->N, m->C, m->H, m->W, m->CO, m->OH, m->OW, m->p0, m->p1};
+            m->wg = (nb_wino){m->N, m->C, m->H, m->W, m->CO, m->OH, m->OW, m->p0, m->p1,
+                              c->op == NB_OP_CONV2D && p->clamp, p->clamp_min, p->clamp_max};
         if (nb_wino_workspace(&m->wg, c->op == NB_OP_CONV2D_GRAD_WEIGHT, 1) == 0)
             m->wino = false;
     }
     m->dw = !m->wino && c->op == NB_OP_CONV2D && m->dt == NB_F32 && m->G == m->C &&
             m->CO == m->C && nb_dw_enabled();
+    if (c->op == NB_OP_CONV2D && p->clamp) {
+        m->clamp = true;
+        m->lo = p->clamp_min, m->hi = p->clamp_max;
+    }
+    m->own_gemm = c->op == NB_OP_CONV2D && m->dt == NB_F32 && nb_sgemm_avx512_enabled();
+    if (c->op == NB_OP_CONV2D)
+        split_units(m, nb_get_num_threads());
     return NB_OK;
 }
 
 /* ---- workspace ---------------------------------------------------------- */
+
+static nb_dw dw_geom(const geom *m)
+{
+    return (nb_dw){m->N,  m->C,  m->H,  m->W,  m->OH, m->OW,    m->KH, m->KW, m->s0,
+                   m->s1, m->d0, m->d1, m->p0, m->p1, m->clamp, m->lo, m->hi};
+}
 
 /* Bytes of one thread's slot: a column buffer (none when direct) and, for the
  * weight gradient, an accumulator the size of the weight; 64-byte multiples. */
@@ -367,7 +429,11 @@ static size_t slot_bytes(const geom *m)
     return ((col + 63) & ~(size_t)63) + ((acc + 63) & ~(size_t)63);
 }
 
-static int64_t items_of(const geom *m) { return m->N * m->G; }
+/* Work items: (image, group) pairs, or CONV2D's units (split_units). */
+static int64_t items_of(const geom *m)
+{
+    return m->op == NB_OP_CONV2D ? m->N * m->G * m->MB * m->PB : m->N * m->G;
+}
 
 size_t nb_cpu_conv_workspace(const nb_kernel_call *c)
 {
@@ -376,8 +442,10 @@ size_t nb_cpu_conv_workspace(const nb_kernel_call *c)
         return 0;
     if (m.wino)
         return nb_wino_workspace(&m.wg, m.op == NB_OP_CONV2D_GRAD_WEIGHT, nb_get_num_threads());
-    if (m.dw)
-        return 0;
+    if (m.dw) {
+        nb_dw g = dw_geom(&m);
+        return nb_dw_workspace(&g, nb_get_num_threads());
+    }
     int64_t slots = nb_get_num_threads();
     if (slots > items_of(&m))
         slots = items_of(&m);
@@ -406,41 +474,79 @@ static char *slot_acc(const job *j, int64_t s)
     return j->ws + (size_t)s * j->slot + col;
 }
 
-/* CONV2D on item (n, g): Y_g = bias + W_g @ col(X_g), a tile of output rows
- * at a time. */
-static void item_conv2d(const job *j, int64_t item, char *col)
+/* y (rows x cols, row stride ld) = clamp(y + bias[row]), in the call's dtype;
+ * bias may be NULL, and without clamp and bias there is nothing to do. */
+static void epilogue(const geom *m, const void *bias, void *y, int64_t rows, int64_t cols,
+                     int64_t ld)
 {
-    const geom *m = j->m;
-    int64_t n = item / m->G, g = item % m->G;
-    const char *x = j->a + (size_t)((n * m->C + g * m->CG) * m->H * m->W) * m->es;
-    const char *w = j->b + (size_t)(g * m->COG * m->K) * m->es;
-    char *y = j->out + (size_t)((n * m->CO + g * m->COG) * m->P) * m->es;
-    double beta = 0;
-    if (j->bias) {
-        beta = 1;
-        for (int64_t o = 0; o < m->COG; o++) {
-            int64_t ch = g * m->COG + o;
-            if (m->dt == NB_F32) {
-                float v = ((const float *)j->bias)[ch], *r = (float *)y + o * m->P;
-                for (int64_t i = 0; i < m->P; i++)
-                    r[i] = v;
+    if (!bias && !m->clamp)
+        return;
+    for (int64_t r = 0; r < rows; r++) {
+        if (m->dt == NB_F32) {
+            float *v = (float *)y + r * ld, b = bias ? ((const float *)bias)[r] : 0.0f;
+            if (m->clamp) {
+                float lo = m->lo, hi = m->hi;
+                for (int64_t k = 0; k < cols; k++) {
+                    float t = v[k] + b;
+                    t = t < lo ? lo : t;
+                    v[k] = t > hi ? hi : t;
+                }
             } else {
-                double v = ((const double *)j->bias)[ch], *r = (double *)y + o * m->P;
-                for (int64_t i = 0; i < m->P; i++)
-                    r[i] = v;
+                for (int64_t k = 0; k < cols; k++)
+                    v[k] += b;
+            }
+        } else {
+            double *v = (double *)y + r * ld, b = bias ? ((const double *)bias)[r] : 0.0;
+            if (m->clamp) {
+                double lo = m->lo, hi = m->hi;
+                for (int64_t k = 0; k < cols; k++) {
+                    double t = v[k] + b;
+                    t = t < lo ? lo : t;
+                    v[k] = t > hi ? hi : t;
+                }
+            } else {
+                for (int64_t k = 0; k < cols; k++)
+                    v[k] += b;
             }
         }
     }
+}
+
+/* CONV2D unit u = ((n, g), channel block, column block): the output block
+ * Y_g[o0:o1, cols] = W_g[o0:o1] @ col(X_g)[:, cols], then bias and clamp. */
+static void unit_conv2d(const job *j, int64_t u, char *col)
+{
+    const geom *m = j->m;
+    int64_t pb = u % m->PB, mb = u / m->PB % m->MB, item = u / (m->PB * m->MB);
+    int64_t n = item / m->G, g = item % m->G;
+    int64_t o0 = mb * m->MC, mo = m->COG - o0 < m->MC ? m->COG - o0 : m->MC;
+    const char *x = j->a + (size_t)((n * m->C + g * m->CG) * m->H * m->W) * m->es;
+    const char *w = j->b + (size_t)((g * m->COG + o0) * m->K) * m->es;
+    const char *bias = j->bias ? j->bias + (size_t)(g * m->COG + o0) * m->es : NULL;
+    char *y = j->out + (size_t)((n * m->CO + g * m->COG + o0) * m->P) * m->es;
+    int64_t c0, pt, ldb;
+    const char *src;
     if (m->direct) {
-        gemm(m->dt, false, false, m->COG, m->P, m->K, w, m->K, x, m->P, beta, y, m->P);
+        c0 = pb * m->PC;
+        pt = m->P - c0 < m->PC ? m->P - c0 : m->PC;
+        src = x + (size_t)c0 * m->es;
+        ldb = m->P;
+    } else {
+        int64_t r0 = pb * m->TR, r1 = r0 + m->TR < m->OH ? r0 + m->TR : m->OH;
+        c0 = r0 * m->OW;
+        pt = (r1 - r0) * m->OW;
+        im2col(m, x, col, r0, r1);
+        src = col;
+        ldb = pt;
+    }
+    char *dst = y + (size_t)c0 * m->es;
+    if (m->own_gemm) { /* the epilogue in registers */
+        nb_sgemm_avx512(mo, pt, m->K, (const float *)w, m->K, (const float *)src, ldb,
+                        (float *)dst, m->P, (const float *)bias, m->clamp, m->lo, m->hi);
         return;
     }
-    for (int64_t r0 = 0; r0 < m->OH; r0 += m->TR) {
-        int64_t r1 = r0 + m->TR < m->OH ? r0 + m->TR : m->OH, pt = (r1 - r0) * m->OW;
-        im2col(m, x, col, r0, r1);
-        gemm(m->dt, false, false, m->COG, pt, m->K, w, m->K, col, pt, beta,
-             y + (size_t)(r0 * m->OW) * m->es, m->P);
-    }
+    nb_gemm(m->dt, false, false, mo, pt, m->K, w, m->K, src, ldb, 0, dst, m->P);
+    epilogue(m, bias, dst, mo, pt, m->P);
 }
 
 /* CONV_TRANSPOSE2D on item (n, g): Y_g = bias + col2im(W_g^T @ X_g), where X_g
@@ -455,12 +561,12 @@ static void item_transpose(const job *j, int64_t item, char *col)
     char *y = j->out + (size_t)((n * m->C + g * m->CG) * m->H * m->W) * m->es;
     int64_t hw = m->H * m->W;
     if (m->direct) {
-        gemm(m->dt, true, false, m->K, m->P, m->COG, w, m->K, x, m->P, 0, y, m->P);
+        nb_gemm(m->dt, true, false, m->K, m->P, m->COG, w, m->K, x, m->P, 0, y, m->P);
     } else {
         memset(y, 0, (size_t)(m->CG * hw) * m->es);
         for (int64_t r0 = 0; r0 < m->OH; r0 += m->TR) {
             int64_t r1 = r0 + m->TR < m->OH ? r0 + m->TR : m->OH, pt = (r1 - r0) * m->OW;
-            gemm(m->dt, true, false, m->K, pt, m->COG, w, m->K,
+            nb_gemm(m->dt, true, false, m->K, pt, m->COG, w, m->K,
                  x + (size_t)(r0 * m->OW) * m->es, m->P, 0, col, pt);
             col2im(m, col, y, r0, r1);
         }
@@ -490,18 +596,18 @@ static void item_grad_weight(const job *j, int64_t item, char *col, char *acc)
     const char *gy = j->b + (size_t)((n * m->CO + g * m->COG) * m->P) * m->es;
     char *dw = acc + (size_t)(g * m->COG * m->K) * m->es;
     if (m->direct) {
-        gemm(m->dt, false, true, m->COG, m->K, m->P, gy, m->P, x, m->P, 1, dw, m->K);
+        nb_gemm(m->dt, false, true, m->COG, m->K, m->P, gy, m->P, x, m->P, 1, dw, m->K);
         return;
     }
     for (int64_t r0 = 0; r0 < m->OH; r0 += m->TR) {
         int64_t r1 = r0 + m->TR < m->OH ? r0 + m->TR : m->OH, pt = (r1 - r0) * m->OW;
         im2col(m, x, col, r0, r1);
-        gemm(m->dt, false, true, m->COG, m->K, pt, gy + (size_t)(r0 * m->OW) * m->es, m->P, col,
+        nb_gemm(m->dt, false, true, m->COG, m->K, pt, gy + (size_t)(r0 * m->OW) * m->es, m->P, col,
              pt, 1, dw, m->K);
     }
 }
 
-/* Slots [s0, s1): slot s runs items [s*nitems/nslots, (s+1)*nitems/nslots). */
+/* Slots [s0, s1): slot s runs items (units) [s*nitems/nslots, (s+1)*nitems/nslots). */
 static void run_slots(void *ctx, int64_t s0, int64_t s1)
 {
     const job *j = ctx;
@@ -510,7 +616,7 @@ static void run_slots(void *ctx, int64_t s0, int64_t s1)
         char *col = slot_col(j, s);
         for (int64_t it = b; it < e; it++) {
             if (j->m->op == NB_OP_CONV2D)
-                item_conv2d(j, it, col);
+                unit_conv2d(j, it, col);
             else if (j->m->op == NB_OP_CONV_TRANSPOSE2D)
                 item_transpose(j, it, col);
             else
@@ -552,12 +658,16 @@ nb_status nb_cpu_conv(const nb_kernel_call *c)
         if (j.bias && m.op != NB_OP_CONV2D_GRAD_WEIGHT)
             add_bias(m.dt, j.bias, j.out, c->out->shape[0], c->out->shape[1],
                      c->out->shape[2] * c->out->shape[3]);
+        if (m.clamp)
+            epilogue(&m, NULL, j.out, c->out->shape[0] * c->out->shape[1],
+                     c->out->shape[2] * c->out->shape[3], c->out->shape[2] * c->out->shape[3]);
         return NB_OK;
     }
     if (m.dw) {
-        nb_dw g = {m.N, m.C, m.H, m.W, m.OH, m.OW, m.KH, m.KW, m.s0, m.s1, m.d0, m.d1, m.p0, m.p1};
-        nb_dw_conv_f32(&g, (const float *)j.a, (const float *)j.b, (const float *)j.bias,
-                       (float *)j.out);
+        nb_dw g = dw_geom(&m);
+        if (!nb_dw_conv_f32(&g, (const float *)j.a, (const float *)j.b, (const float *)j.bias,
+                            (float *)j.out, c->workspace, c->workspace_size))
+            return nb_error(NB_ERR_ALLOC, "conv2d: out of memory for the depthwise scratch");
         return NB_OK;
     }
     if (m.wino) {
@@ -609,13 +719,8 @@ nb_status nb_cpu_conv(const nb_kernel_call *c)
             memset(slot_acc(&j, s), 0, (size_t)(m.CO * m.K) * m.es);
     }
     if (j.nslots > 1) {
-        /* The pool's threads each run whole GEMMs: OpenBLAS single-threaded
-         * meanwhile, then back to nabla's count (nb_set_num_threads keeps the
-         * two equal), not to a value read here, which a concurrent session
-         * may have lowered. */
-        openblas_set_num_threads(1);
+        /* each thread runs whole GEMMs (nb_gemm inside a pool job runs inline) */
         nb_parallel_for(j.nslots, 1, run_slots, &j);
-        openblas_set_num_threads((int)threads);
     } else {
         run_slots(&j, 0, 1);
     }

@@ -3,22 +3,36 @@
  *
  *   y[n, c, i, j] = b[c] + sum_{p, q} w[c, p, q] * x[n, c, i*s0 - p0 + p*d0, j*s1 - p1 + q*d1]
  *
- * with x outside the image 0. Each (image, channel) plane is one work item of
- * nb_parallel_for. An output row starts at the bias; each kernel tap (p, q)
- * whose input row is inside the image then adds w * x over the output columns
- * j whose input column is inside, a range computed once per tap, so the inner
- * loops have no bounds checks and vectorise. 3x3 kernels with dilation 1 take
- * a fused path: the interior columns add all nine taps in one pass over the
- * row (one load and store of y instead of nine), and the few border columns
- * go through the per-tap loops. Every plane is summed in the same order
- * whatever the thread count, so results do not depend on it.
+ * with x outside the image 0, then clamped to [lo, hi] when asked (a fused
+ * ReLU or ReLU6).
+ *
+ * Each (image, channel) plane is first copied into s0 x s1 "phase" planes of
+ * the zero-padded image: phase (a, b) holds padded[r*s0 + a][c*s1 + b], all
+ * of Hq x Wq (Hq = OH + ((KH-1)*d0)/s0, Wq = OW + ((KW-1)*d1)/s1). Output
+ * (i, j) then reads, for tap (p, q), phase ((p*d0) % s0, (q*d1) % s1) at row
+ * i + (p*d0)/s0 and column j + (q*d1)/s1: with the output laid out with row
+ * stride Wq as well, every tap is one fixed offset from the output index.
+ * So the plane is a 1-D sum of KH*KW shifted vectors over OH*Wq entries
+ * (the Wq - OW extra columns a row are computed and dropped), with no bounds
+ * checks and unit-stride loads for any stride: loops that vectorise whatever
+ * the plane's size, which matters for the small planes (7x7, 14x14) of
+ * mobile networks. The first nine taps (a whole 3x3 kernel) and the bias go
+ * into the accumulator in one pass, further taps three at a time; the rows
+ * are then copied out, clamped.
+ *
+ * The per-plane code is compiled for AVX-512, AVX2 and baseline x86-64
+ * (target_clones: the loader picks what the CPU has), so the loops above
+ * run 16 lanes wide where they can.
+ *
+ * Work: the planes are split evenly over the threads (slots), each with its
+ * own scratch from the call's workspace. Every plane is summed in the same
+ * order whatever the thread count, so results do not depend on it.
  */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/conv_depthwise.h"
-#include "kernels/cpu.h"
 #include "kernels/threadpool.h"
 
 bool nb_dw_enabled(void)
@@ -31,114 +45,199 @@ bool nb_dw_enabled(void)
     return atomic_load(&env) == 1;
 }
 
-/* y[j] += wv * x[j*s + off] for j in [lo, hi) */
-static void tap(float *restrict y, const float *restrict x, float wv, int64_t s, int64_t off,
-                int64_t lo, int64_t hi)
+typedef struct shape {
+    int64_t Hq, Wq, phase; /* phase plane rows, columns, floats */
+    int64_t n;             /* accumulator entries: (OH - 1) * Wq + OW */
+} shape;
+
+static shape shape_of(const nb_dw *g)
 {
-    if (s == 1)
-        for (int64_t j = lo; j < hi; j++)
-            y[j] += wv * x[j + off];
-    else
-        for (int64_t j = lo; j < hi; j++)
-            y[j] += wv * x[j * s + off];
+    shape s;
+    s.Hq = g->OH + (g->KH - 1) * g->d0 / g->s0;
+    s.Wq = g->OW + (g->KW - 1) * g->d1 / g->s1;
+    s.phase = s.Hq * s.Wq;
+    s.n = g->OH > 0 && g->OW > 0 ? (g->OH - 1) * s.Wq + g->OW : 0;
+    return s;
 }
 
-/* Row i of a 3x3, dilation 1 plane whose three input rows r0, r1, r2 are all
- * inside: nine taps fused over [lo, hi), where every input column is inside. */
-static void row3x3(float *restrict y, const float *restrict r0, const float *restrict r1,
-                   const float *restrict r2, const float *w, int64_t s, int64_t pad, int64_t lo,
-                   int64_t hi)
+/* Floats of one slot's scratch (phases, then the accumulator), rounded to a
+ * 64-byte multiple. */
+static size_t slot_floats(const nb_dw *g)
 {
-    const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6],
-                w7 = w[7], w8 = w[8];
-    if (s == 1) {
-        for (int64_t j = lo; j < hi; j++) {
-            int64_t k = j - pad;
-            y[j] += w0 * r0[k] + w1 * r0[k + 1] + w2 * r0[k + 2] + w3 * r1[k] + w4 * r1[k + 1] +
-                    w5 * r1[k + 2] + w6 * r2[k] + w7 * r2[k + 1] + w8 * r2[k + 2];
+    shape s = shape_of(g);
+    size_t f = (size_t)(g->s0 * g->s1 * s.phase) + (size_t)(g->OH * s.Wq);
+    return (f + 15) & ~(size_t)15;
+}
+
+size_t nb_dw_workspace(const nb_dw *g, int64_t threads)
+{
+    int64_t planes = g->N * g->C;
+    if (threads > planes)
+        threads = planes;
+    if (threads < 1)
+        threads = 1;
+    return (size_t)threads * slot_floats(g) * sizeof(float);
+}
+
+/* The s0 x s1 phases of plane x, zero-padded, into ph. */
+static inline __attribute__((always_inline)) void make_phases(const nb_dw *g, const shape *s,
+                                                               const float *x, float *ph)
+{
+    for (int64_t a = 0; a < g->s0; a++)
+        for (int64_t b = 0; b < g->s1; b++) {
+            float *dst = ph + (a * g->s1 + b) * s->phase;
+            /* columns c with 0 <= c*s1 + b - p1 < W are inside */
+            int64_t cl = 0, ch = s->Wq;
+            while (cl < ch && cl * g->s1 + b - g->p1 < 0)
+                cl++;
+            while (ch > cl && (ch - 1) * g->s1 + b - g->p1 >= g->W)
+                ch--;
+            for (int64_t r = 0; r < s->Hq; r++) {
+                float *d = dst + r * s->Wq;
+                int64_t ih = r * g->s0 + a - g->p0;
+                if (ih < 0 || ih >= g->H || cl >= ch) {
+                    memset(d, 0, (size_t)s->Wq * sizeof(float));
+                    continue;
+                }
+                const float *src = x + ih * g->W + b - g->p1;
+                for (int64_t c = 0; c < cl; c++)
+                    d[c] = 0;
+                if (g->s1 == 1)
+                    memcpy(d + cl, src + cl, (size_t)(ch - cl) * sizeof(float));
+                else if (g->s1 == 2) /* a constant stride vectorises (permutes) */
+                    for (int64_t c = cl; c < ch; c++)
+                        d[c] = src[c * 2];
+                else
+                    for (int64_t c = cl; c < ch; c++)
+                        d[c] = src[c * g->s1];
+                for (int64_t c = ch; c < s->Wq; c++)
+                    d[c] = 0;
+            }
         }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CLONES
+#endif
+
+/* One plane: acc = bias + sum of the taps, then y = clamp(acc) row by row. */
+CLONES static void plane(const nb_dw *g, const shape *s, const float *x, const float *w, float bias,
+                  float *y, float *ph, float *acc)
+{
+    make_phases(g, s, x, ph);
+    const int64_t taps = g->KH * g->KW, n = s->n;
+    const float *src[9];
+    float wt[9];
+    int64_t t0 = 0;
+    if (taps >= 9) { /* the first nine taps (all of a 3x3) in one pass, with the bias */
+        for (int u = 0; u < 9; u++) {
+            int64_t p = u / g->KW, q = u % g->KW;
+            int64_t a = p * g->d0 % g->s0, b = q * g->d1 % g->s1;
+            src[u] = ph + (a * g->s1 + b) * s->phase + p * g->d0 / g->s0 * s->Wq + q * g->d1 / g->s1;
+            wt[u] = w[u];
+        }
+        const float *restrict x0 = src[0], *restrict x1 = src[1], *restrict x2 = src[2],
+                              *restrict x3 = src[3], *restrict x4 = src[4], *restrict x5 = src[5],
+                              *restrict x6 = src[6], *restrict x7 = src[7], *restrict x8 = src[8];
+        const float w0 = wt[0], w1 = wt[1], w2 = wt[2], w3 = wt[3], w4 = wt[4], w5 = wt[5],
+                    w6 = wt[6], w7 = wt[7], w8 = wt[8];
+        for (int64_t k = 0; k < n; k++)
+            acc[k] = bias + (w0 * x0[k] + w1 * x1[k] + w2 * x2[k]) +
+                     (w3 * x3[k] + w4 * x4[k] + w5 * x5[k]) + (w6 * x6[k] + w7 * x7[k] + w8 * x8[k]);
+        t0 = 9;
     } else {
-        for (int64_t j = lo; j < hi; j++) {
-            int64_t k = j * s - pad;
-            y[j] += w0 * r0[k] + w1 * r0[k + 1] + w2 * r0[k + 2] + w3 * r1[k] + w4 * r1[k + 1] +
-                    w5 * r1[k + 2] + w6 * r2[k] + w7 * r2[k + 1] + w8 * r2[k + 2];
-        }
+        for (int64_t k = 0; k < n; k++)
+            acc[k] = bias;
     }
-}
-
-/* One (image, channel) plane. */
-static void plane(const nb_dw *g, const float *x, const float *w, float bias, float *y)
-{
-    const int64_t KH = g->KH, KW = g->KW;
-    const bool fuse = KH == 3 && KW == 3 && g->d0 == 1 && g->d1 == 1;
-    /* the columns where all three taps of a fused row are inside */
-    int64_t flo = 0, fhi = 0;
-    if (fuse) {
-        int64_t l0, h0, l2, h2;
-        nb_cpu_valid_range(g->OW, g->W, g->s1, g->p1, 0, &l0, &h0);
-        nb_cpu_valid_range(g->OW, g->W, g->s1, g->p1, 2, &l2, &h2);
-        flo = l0 > l2 ? l0 : l2;
-        fhi = h0 < h2 ? h0 : h2;
-        if (fhi < flo)
-            fhi = flo;
+    for (; t0 < taps; t0 += 3) {
+        int nt = taps - t0 < 3 ? (int)(taps - t0) : 3;
+        for (int u = 0; u < nt; u++) {
+            int64_t p = (t0 + u) / g->KW, q = (t0 + u) % g->KW;
+            int64_t a = p * g->d0 % g->s0, b = q * g->d1 % g->s1;
+            src[u] = ph + (a * g->s1 + b) * s->phase + p * g->d0 / g->s0 * s->Wq + q * g->d1 / g->s1;
+            wt[u] = w[t0 + u];
+        }
+        if (nt == 3) {
+            const float *restrict x0 = src[0], *restrict x1 = src[1], *restrict x2 = src[2];
+            const float w0 = wt[0], w1 = wt[1], w2 = wt[2];
+            for (int64_t k = 0; k < n; k++)
+                acc[k] += w0 * x0[k] + w1 * x1[k] + w2 * x2[k];
+        } else {
+            for (int u = 0; u < nt; u++) {
+                const float *restrict xs = src[u];
+                const float wu = wt[u];
+                for (int64_t k = 0; k < n; k++)
+                    acc[k] += wu * xs[k];
+            }
+        }
     }
     for (int64_t i = 0; i < g->OH; i++) {
+        const float *a = acc + i * s->Wq;
         float *yr = y + i * g->OW;
-        for (int64_t j = 0; j < g->OW; j++)
-            yr[j] = bias;
-        int64_t ih0 = i * g->s0 - g->p0;
-        if (fuse && ih0 >= 0 && ih0 + 2 < g->H) {
-            const float *r = x + ih0 * g->W;
-            row3x3(yr, r, r + g->W, r + 2 * g->W, w, g->s1, g->p1, flo, fhi);
-            /* the border columns, tap by tap */
-            for (int64_t p = 0; p < 3; p++)
-                for (int64_t q = 0; q < 3; q++) {
-                    int64_t lo, hi, off = q - g->p1;
-                    nb_cpu_valid_range(g->OW, g->W, g->s1, g->p1, q, &lo, &hi);
-                    const float *xr = x + (ih0 + p) * g->W;
-                    float wv = w[p * 3 + q];
-                    tap(yr, xr, wv, g->s1, off, lo, hi < flo ? hi : flo);
-                    tap(yr, xr, wv, g->s1, off, lo > fhi ? lo : fhi, hi);
-                }
-            continue;
-        }
-        for (int64_t p = 0; p < KH; p++) {
-            int64_t ih = ih0 + p * g->d0;
-            if (ih < 0 || ih >= g->H)
-                continue;
-            const float *xr = x + ih * g->W;
-            for (int64_t q = 0; q < KW; q++) {
-                int64_t lo, hi, off = q * g->d1 - g->p1;
-                nb_cpu_valid_range(g->OW, g->W, g->s1, g->p1, q * g->d1, &lo, &hi);
-                tap(yr, xr, w[p * KW + q], g->s1, off, lo, hi);
+        if (g->clamp) {
+            const float lo = g->lo, hi = g->hi;
+            for (int64_t j = 0; j < g->OW; j++) {
+                float v = a[j] < lo ? lo : a[j]; /* a NaN stays NaN */
+                yr[j] = v > hi ? hi : v;
             }
+        } else {
+            memcpy(yr, a, (size_t)g->OW * sizeof(float));
         }
     }
 }
 
 typedef struct dw_job {
     const nb_dw *g;
+    shape s;
     const float *x, *w, *b;
     float *y;
+    float *ws;
+    size_t slot; /* floats */
+    int64_t nslots, planes;
 } dw_job;
 
-static void run_planes(void *ctx, int64_t p0, int64_t p1)
+static void run_slots(void *ctx, int64_t s0, int64_t s1)
 {
     const dw_job *j = ctx;
     const nb_dw *g = j->g;
-    for (int64_t pl = p0; pl < p1; pl++) {
-        int64_t c = pl % g->C;
-        plane(g, j->x + pl * g->H * g->W, j->w + c * g->KH * g->KW, j->b ? j->b[c] : 0.0f,
-              j->y + pl * g->OH * g->OW);
+    for (int64_t sl = s0; sl < s1; sl++) {
+        float *ph = j->ws + (size_t)sl * j->slot;
+        float *acc = ph + g->s0 * g->s1 * j->s.phase;
+        int64_t b = sl * j->planes / j->nslots, e = (sl + 1) * j->planes / j->nslots;
+        for (int64_t pl = b; pl < e; pl++) {
+            int64_t c = pl % g->C;
+            plane(g, &j->s, j->x + pl * g->H * g->W, j->w + c * g->KH * g->KW,
+                  j->b ? j->b[c] : 0.0f, j->y + pl * g->OH * g->OW, ph, acc);
+        }
     }
 }
 
-void nb_dw_conv_f32(const nb_dw *g, const float *x, const float *w, const float *b, float *y)
+bool nb_dw_conv_f32(const nb_dw *g, const float *x, const float *w, const float *b, float *y,
+                    void *ws, size_t ws_size)
 {
-    dw_job j = {g, x, w, b, y};
-    int64_t n = g->N * g->C;
-    if (n > 1 && nb_get_num_threads() > 1)
-        nb_parallel_for(n, 1, run_planes, &j);
+    dw_job j = {g, shape_of(g), x, w, b, y, ws, slot_floats(g), 0, g->N * g->C};
+    if (j.planes <= 0 || g->OH <= 0 || g->OW <= 0)
+        return true;
+    int64_t threads = nb_get_num_threads();
+    j.nslots = ws ? (int64_t)(ws_size / (j.slot * sizeof(float))) : 0;
+    if (j.nslots > threads)
+        j.nslots = threads;
+    if (j.nslots > j.planes)
+        j.nslots = j.planes;
+    void *mine = NULL;
+    if (j.nslots < 1) {
+        mine = aligned_alloc(64, j.slot * sizeof(float));
+        if (!mine)
+            return false;
+        j.ws = mine;
+        j.nslots = 1;
+    }
+    if (j.nslots > 1)
+        nb_parallel_for(j.nslots, 1, run_slots, &j);
     else
-        run_planes(&j, 0, n);
+        run_slots(&j, 0, 1);
+    free(mine);
+    return true;
 }

@@ -14,7 +14,9 @@
  * gradient nodes may make it negative (the last rows/columns of the input
  * are then not read), as long as the padded input still holds the kernel.
  * CONV_TRANSPOSE2D's output is (H-1)*stride - pad_begin - pad_end +
- * dilation*(k-1) + 1 + output_padding per spatial dim. */
+ * dilation*(k-1) + 1 + output_padding per spatial dim.
+ * CONV2D with clamp set clamps every output (bias added) to [clamp_min,
+ * clamp_max] (a fused ReLU or ReLU6); the other ops ignore it. */
 typedef struct nb_conv_params {
     int64_t stride[2];
     int64_t pad_begin[2];
@@ -23,6 +25,8 @@ typedef struct nb_conv_params {
     int64_t output_padding[2]; /* CONV_TRANSPOSE2D */
     int64_t groups;
     int64_t weight_shape[4];   /* CONV2D_GRAD_WEIGHT */
+    int64_t clamp;             /* CONV2D: 1 to clamp, else 0 */
+    float clamp_min, clamp_max;
 } nb_conv_params;
 
 #endif

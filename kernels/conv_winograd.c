@@ -35,6 +35,7 @@
  * transform; the weight gradient has gt (packed gy), Z[xi][t][cop] and its
  * accumulator dU[xi][o][cp] instead of M.
  */
+#include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -391,6 +392,10 @@ TGT static void output_transform(const plan *p, const float *M, int64_t T, int64
         for (int64_t ov = 0; ov < cop; ov += 16) {
             int nl = (int)min64(16, s->cout - ov);
             __m512 bv = bias ? _mm512_maskz_loadu_ps(lanes(nl), bias + ov) : _mm512_setzero_ps();
+            /* min(hi, max(lo, v)) keeps a NaN v (the second operand wins) */
+            const __m512 lov = _mm512_set1_ps(s->clamp ? s->lo : -INFINITY);
+            const __m512 hiv = _mm512_set1_ps(s->clamp ? s->hi : INFINITY);
+#define CLAMP(v) (s->clamp ? _mm512_min_ps(hiv, _mm512_max_ps(lov, (v))) : (v))
             for (int64_t tj = 0; tj < cbu; tj++) {
                 const float *m = M + ov * T + (t0 + ti * cbu + tj) * 16; /* M[xi][ov/16][t][16] */
                 __m512 r0[4], r1[4];
@@ -401,11 +406,12 @@ TGT static void output_transform(const plan *p, const float *M, int64_t T, int64
                     r1[l] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
                 }
                 float *q = st + 2 * tj * 16;
-                _mm512_storeu_ps(q, _mm512_add_ps(bv, _mm512_add_ps(_mm512_add_ps(r0[0], r0[1]), r0[2])));
-                _mm512_storeu_ps(q + 16, _mm512_add_ps(bv, _mm512_sub_ps(_mm512_sub_ps(r0[1], r0[2]), r0[3])));
+                _mm512_storeu_ps(q, CLAMP(_mm512_add_ps(bv, _mm512_add_ps(_mm512_add_ps(r0[0], r0[1]), r0[2]))));
+                _mm512_storeu_ps(q + 16, CLAMP(_mm512_add_ps(bv, _mm512_sub_ps(_mm512_sub_ps(r0[1], r0[2]), r0[3]))));
                 q += 2 * cbu * 16;
-                _mm512_storeu_ps(q, _mm512_add_ps(bv, _mm512_add_ps(_mm512_add_ps(r1[0], r1[1]), r1[2])));
-                _mm512_storeu_ps(q + 16, _mm512_add_ps(bv, _mm512_sub_ps(_mm512_sub_ps(r1[1], r1[2]), r1[3])));
+                _mm512_storeu_ps(q, CLAMP(_mm512_add_ps(bv, _mm512_add_ps(_mm512_add_ps(r1[0], r1[1]), r1[2]))));
+                _mm512_storeu_ps(q + 16, CLAMP(_mm512_add_ps(bv, _mm512_sub_ps(_mm512_sub_ps(r1[1], r1[2]), r1[3]))));
+#undef CLAMP
             }
             for (int a = 0; a < nh; a++) {
                 const float *row = st + a * 2 * cbu * 16;

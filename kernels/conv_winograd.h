@@ -12,11 +12,14 @@
 
 /* One 3x3 stride-1 convolution: out (N, cout, hout, wout) from in (N, cin,
  * hin, win), out[n, o, i, j] = sum_{c, p, q} g[o, c, p, q] *
- * in[n, c, i - pt + p, j - pl + q] (0 outside in; pt, pl may be negative). */
+ * in[n, c, i - pt + p, j - pl + q] (0 outside in; pt, pl may be negative).
+ * nb_wino_conv clamps its outputs (bias added) to [lo, hi] when clamp is set. */
 typedef struct nb_wino {
     int64_t N, cin, hin, win;
     int64_t cout, hout, wout;
     int64_t pt, pl;
+    bool clamp;
+    float lo, hi;
 } nb_wino;
 
 /* Whether the path may run: the CPU has AVX-512F and it is not switched off

@@ -13,13 +13,15 @@
  *
  * When B is the same matrix for every batch and A's rows are evenly spaced
  * across its batch dims (e.g. A contiguous, not transposed), the batch folds
- * into M and the whole product is one GEMM; otherwise one GEMM per batch.
+ * into M and the whole product is one GEMM, split over the thread pool by
+ * nb_gemm; otherwise one GEMM per batch, the batches split over the pool.
  */
-#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/cpu.h"
+#include "kernels/gemm.h"
+#include "kernels/threadpool.h"
 #include "kernels/matmul_internal.h"
 
 /* How one input's matrices are seen by BLAS. */
@@ -185,17 +187,33 @@ static bool rows_fold(const nb_tensor *A, const mat_layout *la, int64_t M, int n
     return true;
 }
 
-static void gemm(nb_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
-                 const void *A, int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc)
+/* One GEMM per batch index; A's and B's offsets follow from the index. */
+typedef struct batch_job {
+    nb_dtype dt;
+    bool ta, tb;
+    int64_t M, N, K, lda, ldb;
+    const char *pa, *pb;
+    char *pc;
+    size_t es;
+    int nbatch;
+    const int64_t *batch, *sa, *sb;
+} batch_job;
+
+static void run_batches(void *ctx, int64_t b0, int64_t b1)
 {
-    enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans;
-    enum CBLAS_TRANSPOSE TB = tb ? CblasTrans : CblasNoTrans;
-    if (dt == NB_F32)
-        cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb,
-                    0.0f, C, (int)ldc);
-    else
-        cblas_dgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, 1.0, A, (int)lda, B, (int)ldb,
-                    0.0, C, (int)ldc);
+    const batch_job *j = ctx;
+    for (int64_t bi = b0; bi < b1; bi++) {
+        int64_t oa = 0, ob = 0, rest = bi;
+        for (int d = j->nbatch - 1; d >= 0; d--) {
+            int64_t i = rest % j->batch[d];
+            rest /= j->batch[d];
+            oa += i * j->sa[d];
+            ob += i * j->sb[d];
+        }
+        nb_gemm(j->dt, j->ta, j->tb, j->M, j->N, j->K, j->pa + (size_t)oa * j->es, j->lda,
+                j->pb + (size_t)ob * j->es, j->ldb, 0, j->pc + (size_t)(bi * j->M * j->N) * j->es,
+                j->N);
+    }
 }
 
 /* MATMUL; see the top of the file. */
@@ -255,24 +273,18 @@ nb_status nb_cpu_matmul(const nb_kernel_call *c)
     char *pc = nb_tensor_data(C);
     if (nbat == 1 || (b_fixed && rows_fold(A, &la, M, nbatch, batch) && nbat * M <= INT32_MAX)) {
         /* one GEMM: (nbat*M, K) @ (K, N) */
-        gemm(C->dtype, la.trans, lb.trans, nbat * M, N, K, pa, la.ld, pb, lb.ld, pc, N);
+        nb_gemm(C->dtype, la.trans, lb.trans, nbat * M, N, K, pa, la.ld, pb, lb.ld, 0, pc, N);
         goto done;
     }
-    /* one GEMM per batch, walking the batch index as an odometer */
-    int64_t idx[NB_MAX_DIMS] = {0}, oa = 0, ob = 0;
-    for (int64_t bi = 0; bi < nbat; bi++) {
-        gemm(C->dtype, la.trans, lb.trans, M, N, K, pa + (size_t)oa * es, la.ld,
-             pb + (size_t)ob * es, lb.ld, pc + (size_t)(bi * M * N) * es, N);
-        for (int d = nbatch - 1; d >= 0; d--) {
-            oa += sa[d];
-            ob += sb[d];
-            if (++idx[d] < batch[d])
-                break;
-            oa -= idx[d] * sa[d];
-            ob -= idx[d] * sb[d];
-            idx[d] = 0;
-        }
-    }
+    /* one GEMM per batch: the batches over the pool (each GEMM then runs on
+     * its thread), or, with fewer batches than threads, each GEMM split */
+    batch_job bj = {C->dtype, la.trans, lb.trans, M,  N,      K,     la.ld, lb.ld,
+                    pa,       pb,       pc,       es, nbatch, batch, sa,    sb};
+    if (nbat >= nb_get_num_threads())
+        nb_parallel_for(nbat, 1, run_batches, &bj);
+    else
+        run_batches(&bj, 0, nbat);
+    goto done;
 done:
     nb_tensor_release(&tmpA);
     nb_tensor_release(&tmpB);

@@ -120,11 +120,18 @@ static int default_num_threads(void)
     return cpus > NB_MAX_THREADS ? NB_MAX_THREADS : (int)cpus;
 }
 
+/* OpenBLAS runs on one thread, always: nabla splits its GEMMs over its own
+ * pool (kernels/gemm.c). OpenBLAS's threads would otherwise spin for a long
+ * while after each threaded call, taking a core from the pool. */
+static pthread_once_t g_blas_once = PTHREAD_ONCE_INIT;
+static void blas_single(void) { openblas_set_num_threads(1); }
+
 int nb_get_num_threads(void)
 {
     int n = atomic_load_explicit(&g_num_threads, memory_order_relaxed);
     if (n > 0)
         return n;
+    pthread_once(&g_blas_once, blas_single);
     int def = default_num_threads();
     int expected = 0;
     /* First reader wins; a concurrent nb_set_num_threads also wins. */
@@ -140,7 +147,7 @@ void nb_set_num_threads(int n)
     if (n > NB_MAX_THREADS)
         n = NB_MAX_THREADS;
     atomic_store(&g_num_threads, n);
-    openblas_set_num_threads(n);
+    openblas_set_num_threads(1); /* see blas_single */
     /* Running workers of another count are replaced at the next job. */
 }
 

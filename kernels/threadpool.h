@@ -12,7 +12,9 @@
 typedef void (*nb_range_fn)(void *ctx, int64_t begin, int64_t end);
 
 /* Threads used by kernels, the caller included (default: online CPUs, or the
- * NABLA_NUM_THREADS environment variable). Also sets OpenBLAS's count. */
+ * NABLA_NUM_THREADS environment variable). OpenBLAS is held to one thread
+ * (set here and at the first nb_get_num_threads): nabla splits GEMMs over
+ * this pool itself (kernels/gemm.h). */
 void nb_set_num_threads(int n);
 int nb_get_num_threads(void);
 

@@ -72,6 +72,10 @@ extern const onnx_op_entry nb_onnx_ops_linalg[];  /* Det */
 extern const onnx_op_entry nb_onnx_ops_text[];    /* TfIdfVectorizer */
 extern const onnx_op_entry nb_onnx_ops_roi[];     /* RoiAlign */
 
+/* Whether node n is a Conv into which the importer fused a Relu or Clip
+ * (onnx_fuse.c), and then its bounds. */
+bool onnx_fused_clamp(const Onnx__NodeProto *n, float *lo, float *hi);
+
 /* The converter for (domain, op_type) at opset, or NULL. */
 const onnx_op_entry *nb_onnx_find_op(const char *domain, const char *op_type, int64_t opset);
 

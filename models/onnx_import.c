@@ -82,6 +82,7 @@ void nb_onnx_free(nb_onnx_model *m)
     free(m->node_opset);
     free(m->node_io);
     free(m->node_io_at);
+    onnx_fuse_free(m);
     if (m->proto)
         onnx__model_proto__free_unpacked(m->proto, NULL);
     nb_buffer_release(m->file);
@@ -508,6 +509,8 @@ static nb_status load_common(nb_buffer *file, const char *dir, const char *what,
         s = read_initializers(m, refs, n_refs);
     if (s == NB_OK && !getenv("NABLA_ONNX_NO_FUSE"))
         s = onnx_fuse_conv_bn(m);
+    if (s == NB_OK && !getenv("NABLA_ONNX_NO_FUSE"))
+        s = onnx_fuse_conv_act(m);
     free(refs);
     if (s != NB_OK) {
         char msg[1024];

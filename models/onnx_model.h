@@ -38,6 +38,8 @@ struct nb_onnx_model {
     int n_init_model;       /* the model's own initializers: init[0, n_init_model) */
     int64_t params, param_bytes; /* of those */
     int n_fused;            /* Conv+BatchNormalization pairs folded at load */
+    int n_fused_act;        /* Relu/Clip nodes fused into the Conv before them */
+    void **fused_nodes;     /* the Conv nodes rewritten for them (onnx_fuse.c) */
     int *init_value;
     int n_in, n_out;
     nb_onnx_io in[NB_ONNX_MAX_IO], out[NB_ONNX_MAX_IO];
@@ -75,6 +77,14 @@ const char *onnx_node_label(const Onnx__NodeProto *n, int idx, char *buf, size_t
  * the Conv's output) into the Conv's weight and bias: new initializers, the
  * BN node gone, its readers reading the Conv. Sets m->n_fused. */
 nb_status onnx_fuse_conv_bn(nb_onnx_model *m);
+/* Fuse each Relu, or Clip with constant bounds, that is the only reader of
+ * a Conv's output into that Conv (a clamp the conv kernels apply as they
+ * write): the activation node goes, its readers read the Conv, and the Conv
+ * node is replaced by a copy that onnx_fused_clamp recognises. Sets
+ * m->n_fused_act. */
+nb_status onnx_fuse_conv_act(nb_onnx_model *m);
+/* Free what the fusions allocated. */
+void onnx_fuse_free(nb_onnx_model *m);
 
 /* ---- onnx_run.c ---- */
 

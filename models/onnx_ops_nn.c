@@ -224,6 +224,7 @@ static nb_status conv(onnx_node_ctx *c)
         a.padding[2 * i] = w.pb[i];
         a.padding[2 * i + 1] = w.pe[i];
     }
+    a.clamp = onnx_fused_clamp(c->node, &a.clamp_min, &a.clamp_max);
     nb_node *y = nd == 1 ? nb_conv1d(c->g, x, wt, b, &a) : nb_conv2d(c->g, x, wt, b, &a);
     return finish(c, 0, y);
 }

@@ -204,6 +204,10 @@ void forward_case(const ccase *c, int kind, nb_dtype dt)
         ref_transpose(c, &r, x, w, b, ref, OH, OW);
     else
         ref_conv2d(c, &r, x, w, b, ref, OH, OW);
+    if (c->a.clamp && kind != 1) /* the fused activation */
+        for (int64_t i = 0; i < ny; i++)
+            ref[i] = ref[i] < c->a.clamp_min ? c->a.clamp_min
+                   : ref[i] > c->a.clamp_max ? c->a.clamp_max : ref[i];
 
     nb_graph *g = nb_graph_new();
     int64_t x3[3] = {c->N, c->C, c->W}, w3[3] = {c->CO, c->C / r.G, c->KW}, bs[1] = {c->CO};

@@ -22,6 +22,9 @@ typedef struct ccase {
 #define ARGS(s0, s1, pt, pb, pl, pr, d0, d1, o0, o1, g) \
     {{s0, s1}, {pt, pb, pl, pr}, {d0, d1}, {o0, o1}, g}
 #define PLAIN ARGS(1, 1, 0, 0, 0, 0, 1, 1, 0, 0, 1)
+/* ARGS with a fused clamp to [lo, hi] */
+#define ARGS_CLAMP(s0, s1, pt, pb, pl, pr, d0, d1, g, lo, hi) \
+    {{s0, s1}, {pt, pb, pl, pr}, {d0, d1}, {0, 0}, g, true, lo, hi}
 
 typedef struct geo {
     int64_t s[2], pb[2], pe[2], d[2], op[2], G;

@@ -165,6 +165,101 @@ START_TEST(test_depthwise_threads)
 }
 END_TEST
 
+/* conv2d with a fused clamp (ReLU, ReLU6, any range), through every path:
+ * the 1x1 direct GEMM (split into column blocks, or into channel blocks for
+ * a 7x7 image, when there are fewer images than threads), im2col, Winograd
+ * (f32, 3x3 s1, >= 8 channels), the depthwise kernel, groups and conv1d;
+ * f32 and f64 against the reference loops, clamped. */
+static void gradcheck_case(const ccase *c, int kind, bool second);
+
+
+static const ccase clamp_cases[] = {
+    {"1x1 relu cols", 1, 40, 20, 20, 37, 1, 1, ARGS_CLAMP(1, 1, 0, 0, 0, 0, 1, 1, 1, 0.0f, INFINITY), true},
+    {"1x1 relu6 7x7", 1, 96, 7, 7, 70, 1, 1, ARGS_CLAMP(1, 1, 0, 0, 0, 0, 1, 1, 1, 0.0f, 6.0f), true},
+    {"1x1 band batch 3", 3, 9, 5, 6, 11, 1, 1, ARGS_CLAMP(1, 1, 0, 0, 0, 0, 1, 1, 1, -0.3f, 0.4f), false},
+    {"3x3 wino relu", 1, 16, 9, 10, 24, 3, 3, ARGS_CLAMP(1, 1, 1, 1, 1, 1, 1, 1, 1, 0.0f, INFINITY), true},
+    {"3x3 wino band", 2, 9, 6, 7, 17, 3, 3, ARGS_CLAMP(1, 1, 1, 1, 1, 1, 1, 1, 1, -1.0f, 0.5f), false},
+    {"3x3 s2 im2col relu6", 1, 3, 31, 29, 32, 3, 3, ARGS_CLAMP(2, 2, 1, 1, 1, 1, 1, 1, 1, 0.0f, 6.0f), true},
+    {"dw 3x3 s1 relu6", 1, 32, 14, 14, 32, 3, 3, ARGS_CLAMP(1, 1, 1, 1, 1, 1, 1, 1, 32, 0.0f, 6.0f), true},
+    {"dw 3x3 s2 band", 2, 5, 15, 12, 5, 3, 3, ARGS_CLAMP(2, 2, 1, 1, 1, 1, 1, 1, 5, -0.2f, 0.2f), true},
+    {"groups 2 relu", 2, 4, 5, 5, 6, 3, 3, ARGS_CLAMP(1, 1, 1, 1, 1, 1, 1, 1, 2, 0.0f, INFINITY), true},
+    {"negative range", 1, 3, 6, 5, 4, 3, 3, ARGS_CLAMP(1, 1, 0, 0, 0, 0, 1, 1, 1, -2.0f, -0.1f), true},
+};
+#define N_CLAMP ((int)(sizeof clamp_cases / sizeof clamp_cases[0]))
+
+START_TEST(test_clamp_forward)
+{
+    int saved = nb_get_num_threads();
+    for (int t = 1; t <= 3; t++) {
+        nb_set_num_threads(t);
+        nb_rng_init(&rng, 1200 + (uint64_t)_i);
+        forward_case(&clamp_cases[_i], 0, NB_F32);
+        nb_rng_init(&rng, 1200 + (uint64_t)_i);
+        forward_case(&clamp_cases[_i], 0, NB_F64);
+    }
+    nb_set_num_threads(saved);
+}
+END_TEST
+
+/* conv1d carries the clamp to its conv2d */
+START_TEST(test_clamp_conv1d)
+{
+    nb_rng_init(&rng, 1250);
+    ccase c = {"conv1d relu6", 2, 5, 1, 17, 6, 1, 3, ARGS_CLAMP(2, 0, 1, 1, 0, 0, 1, 0, 1, 0.0f, 6.0f), true};
+    forward_case(&c, 2, NB_F32);
+    forward_case(&c, 2, NB_F64);
+}
+END_TEST
+
+/* The gradient passes where lo < y < hi: f64 central differences (no output
+ * lies near a bound for these seeds), first and second order. */
+START_TEST(test_clamp_grad)
+{
+    static const ccase c[] = {
+        {"relu", 2, 3, 5, 5, 4, 3, 3, ARGS_CLAMP(1, 1, 1, 1, 1, 1, 1, 1, 1, 0.0f, INFINITY), true},
+        {"band", 1, 4, 5, 6, 4, 3, 3, ARGS_CLAMP(2, 1, 1, 1, 0, 1, 1, 1, 2, -0.5f, 0.6f), true},
+        {"dw relu6", 1, 3, 6, 6, 3, 3, 3, ARGS_CLAMP(1, 1, 1, 1, 1, 1, 1, 1, 3, 0.0f, 6.0f), false},
+    };
+    for (int k = 0; k < 3; k++) {
+        nb_rng_init(&rng, 1300 + (uint64_t)k);
+        gradcheck_case(&c[k], 0, false);
+        nb_rng_init(&rng, 1310 + (uint64_t)k);
+        gradcheck_case(&c[k], 0, true);
+    }
+}
+END_TEST
+
+/* An empty or NaN range, and a clamp on the transpose, are builder errors. */
+START_TEST(test_clamp_errors)
+{
+    nb_graph *g = nb_graph_new();
+    int64_t xs[4] = {1, 2, 4, 4}, ws[4] = {3, 2, 3, 3};
+    nb_node *x = nb_input(g, "x", NB_F32, 4, xs), *w = nb_input(g, "w", NB_F32, 4, ws);
+    nb_conv_args a = {.clamp = true, .clamp_min = 1.0f, .clamp_max = 0.5f};
+    nb_conv2d(g, x, w, NULL, &a);
+    ck_assert_int_eq(nb_graph_status(g), NB_ERR_ARG);
+    ck_assert_msg(strstr(nb_graph_error(g), "clamp range [1, 0.5] is empty or NaN"), "%s",
+                  nb_graph_error(g));
+    nb_graph_free(g);
+    g = nb_graph_new();
+    x = nb_input(g, "x", NB_F32, 4, xs);
+    nb_node *wt = nb_input(g, "w", NB_F32, 4, (int64_t[4]){2, 3, 3, 3});
+    a = (nb_conv_args){.clamp = true, .clamp_min = 0.0f, .clamp_max = INFINITY};
+    nb_conv_transpose2d(g, x, wt, NULL, &a);
+    ck_assert_int_eq(nb_graph_status(g), NB_ERR_UNSUPPORTED);
+    ck_assert_msg(strstr(nb_graph_error(g), "a fused clamp is only for conv2d and conv1d"), "%s",
+                  nb_graph_error(g));
+    nb_graph_free(g);
+    g = nb_graph_new();
+    x = nb_input(g, "x", NB_F32, 4, xs);
+    w = nb_input(g, "w", NB_F32, 4, ws);
+    a = (nb_conv_args){.clamp = true, .clamp_min = NAN, .clamp_max = 1.0f};
+    nb_conv2d(g, x, w, NULL, &a);
+    ck_assert_int_eq(nb_graph_status(g), NB_ERR_ARG);
+    nb_graph_free(g);
+}
+END_TEST
+
 /* <conv2d(x, w), y> == <x, conv_transpose2d(y, w)> with output_padding chosen
  * so that the transpose has x's shape. */
 static void adjoint_case(const ccase *c)
@@ -559,17 +654,21 @@ static Suite *conv_suite(void)
     tcase_add_loop_test(f, test_big_transpose, 0, N_BIG_TR);
     tcase_add_loop_test(f, test_depthwise_forward, 0, N_DW);
     tcase_add_loop_test(f, test_depthwise_threads, 0, N_DW);
+    tcase_add_loop_test(f, test_clamp_forward, 0, N_CLAMP);
+    tcase_add_test(f, test_clamp_conv1d);
     suite_add_tcase(s, f);
     TCase *gr = tcase_create("gradcheck");
     tcase_add_loop_test(gr, test_conv2d_grad, 0, N_CONV);
     tcase_add_loop_test(gr, test_transpose_grad, 0, N_TR);
     tcase_add_loop_test(gr, test_conv1d_grad, 0, N_C1);
     tcase_add_loop_test(gr, test_second_order, 0, 8);
+    tcase_add_test(gr, test_clamp_grad);
     suite_add_tcase(s, gr);
     TCase *e = tcase_create("errors");
     tcase_add_test(e, test_errors);
     tcase_add_test(e, test_kernel_direct);
     tcase_add_test(e, test_threads_agree);
+    tcase_add_test(e, test_clamp_errors);
     suite_add_tcase(s, e);
     return s;
 }

@@ -275,6 +275,32 @@ START_TEST(test_matmul_large)
 }
 END_TEST
 
+/* Row and column vectors (matrix-vector products in kernels/gemm.c) and
+ * products big enough to be split over the threads by rows (M >= N) or by
+ * columns, in every transpose combination. */
+START_TEST(test_matmul_vectors_and_splits)
+{
+    static const int64_t shapes[][3] = {/* M, K, N */
+                                        {1, 5, 9},     {7, 5, 1},    {1, 1280, 1000},
+                                        {1000, 300, 1}, {1, 7, 1},   {300, 200, 37},
+                                        {37, 200, 300}, {129, 64, 513}};
+    nb_dtype dts[2] = {NB_F32, NB_F64};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
+        for (int di = 0; di < 2; di++)
+            for (int ta = 0; ta < 2; ta++)
+                for (int tb = 0; tb < 2; tb++) {
+                    int64_t M = shapes[si][0], K = shapes[si][1], N = shapes[si][2];
+                    int64_t as[2] = {ta ? K : M, ta ? M : K}, bs[2] = {tb ? N : K, tb ? K : N};
+                    int64_t cs[2] = {M, N};
+                    nb_tensor A = rand_tensor(dts[di], 2, as, -1, 1);
+                    nb_tensor B = rand_tensor(dts[di], 2, bs, -1, 1);
+                    check_matmul(&A, &B, ta, tb, 2, cs, NULL, 0);
+                    nb_tensor_release(&A);
+                    nb_tensor_release(&B);
+                }
+}
+END_TEST
+
 START_TEST(test_matmul_zero_size)
 {
     /* K = 0 gives zeros; M = 0 or a zero batch gives an empty output */
@@ -985,6 +1011,7 @@ static Suite *linalg_suite(void)
     tcase_add_test(mm, test_matmul_broadcast);
     tcase_add_test(mm, test_matmul_views);
     tcase_add_test(mm, test_matmul_large);
+    tcase_add_test(mm, test_matmul_vectors_and_splits);
     tcase_add_test(mm, test_matmul_zero_size);
     tcase_add_test(mm, test_matmul_errors);
     suite_add_tcase(s, mm);
