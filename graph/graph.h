@@ -60,7 +60,9 @@ int nb_node_id(const nb_node *n);
 int nb_node_num_inputs(const nb_node *n);
 nb_node *nb_node_input(const nb_node *n, int i);
 /* The stored value of a PARAM or CONST node (NULL for other nodes). Parameters
- * are zero-filled when made; write their initial values through this. */
+ * are zero-filled when made; write their initial values through this. A
+ * CONST's contents must not change once a session has run the graph:
+ * kernels may keep work derived from them (e.g. transformed weights). */
 nb_tensor *nb_node_value(nb_node *n);
 bool nb_node_is_poison(const nb_node *n);
 

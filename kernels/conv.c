@@ -27,7 +27,9 @@
  * the conv of its input with the weights transposed and flipped (offset
  * KH - 1 - pad); its workspace (transformed weights, per-thread tile buffers)
  * is asked for by nb_cpu_conv_workspace like im2col's. NABLA_WINOGRAD=0 in
- * the environment keeps every call on im2col.
+ * the environment keeps every call on im2col. When the weights are a CONST
+ * node (an ONNX initializer), their transform is done at the first run and
+ * kept in the tape entry's cache (nb_kernel_cache), not redone every run.
  *
  * And: f32 CONV2D with groups == C_in == C_out (depthwise, one output channel
  * per group) runs the direct kernel of kernels/conv_depthwise.c, which needs
@@ -642,6 +644,31 @@ static void add_bias(nb_dtype dt, const void *bias, void *out, int64_t N, int64_
         }
 }
 
+/* Winograd's transformed weights for a call whose weight input is a CONST
+ * node, made at its first run and kept in the call's cache (keyed by the
+ * weights' address); NULL when there is no cache, the weights are not
+ * constant, or memory is short (the caller then transforms per call). */
+static const float *cached_weights(const nb_kernel_call *c, const nb_wino *wg, const float *w)
+{
+    nb_kernel_cache *k = c->cache;
+    if (!k || !(k->const_inputs & 2u))
+        return NULL;
+    if (k->data && k->key == w)
+        return k->data;
+    size_t bytes = nb_wino_weights_bytes(wg);
+    if (bytes == 0)
+        return NULL;
+    if (k->data && k->free_fn)
+        k->free_fn(k->data);
+    k->data = aligned_alloc(64, bytes);
+    k->free_fn = free;
+    k->key = w;
+    if (!k->data)
+        return NULL;
+    nb_wino_transform(wg, w, c->op == NB_OP_CONV_TRANSPOSE2D, k->data);
+    return k->data;
+}
+
 nb_status nb_cpu_conv(const nb_kernel_call *c)
 {
     geom m;
@@ -682,9 +709,13 @@ nb_status nb_cpu_conv(const nb_kernel_call *c)
                 return nb_error(NB_ERR_ALLOC, "%s: out of memory for a %zu-byte Winograd workspace",
                                 nb_op_name(c->op), need);
         }
+        const float *u = gw ? NULL : cached_weights(c, &m.wg, (const float *)j.b);
         if (gw)
             nb_wino_grad_weight(&m.wg, (const float *)j.a, (const float *)j.b, (float *)j.out, ws,
                                 have);
+        else if (u)
+            nb_wino_conv_pre(&m.wg, u, (const float *)j.bias, (const float *)j.a, (float *)j.out,
+                             ws, have);
         else
             nb_wino_conv(&m.wg, (const float *)j.b, m.op == NB_OP_CONV_TRANSPOSE2D,
                          (const float *)j.bias, (const float *)j.a, (float *)j.out, ws, have);

@@ -587,8 +587,23 @@ TGT static void weight_transform(void *ctx, int64_t c0, int64_t c1)
     }
 }
 
-void nb_wino_conv(const nb_wino *s, const float *w, bool flip_t, const float *bias,
-                  const float *in, float *out, char *ws, size_t ws_size)
+size_t nb_wino_weights_bytes(const nb_wino *s)
+{
+    plan p;
+    return make_plan(s, false, &p) ? p.u_b : 0;
+}
+
+void nb_wino_transform(const nb_wino *s, const float *w, bool flip_t, float *u)
+{
+    plan p;
+    if (!make_plan(s, false, &p))
+        return;
+    wjob wj = {&p, w, flip_t, u};
+    nb_parallel_for(p.cp, 8, weight_transform, &wj);
+}
+
+void nb_wino_conv_pre(const nb_wino *s, const float *u, const float *bias, const float *in,
+                      float *out, char *ws, size_t ws_size)
 {
     plan p;
     if (!make_plan(s, false, &p))
@@ -596,10 +611,18 @@ void nb_wino_conv(const nb_wino *s, const float *w, bool flip_t, const float *bi
     int64_t nslots = slots_for(&p, ws_size);
     if (nslots < 1)
         return;
-    wjob wj = {&p, w, flip_t, (float *)ws};
-    nb_parallel_for(p.cp, 8, weight_transform, &wj);
-    job j = {&p, in, NULL, bias, out, (const float *)ws, ws + p.u_b, nslots, 0};
+    job j = {&p, in, NULL, bias, out, u, ws + p.u_b, nslots, 0};
     nb_parallel_for(nslots, 1, run_conv, &j);
+}
+
+void nb_wino_conv(const nb_wino *s, const float *w, bool flip_t, const float *bias,
+                  const float *in, float *out, char *ws, size_t ws_size)
+{
+    plan p;
+    if (!make_plan(s, false, &p) || slots_for(&p, ws_size) < 1)
+        return;
+    nb_wino_transform(s, w, flip_t, (float *)ws);
+    nb_wino_conv_pre(s, (const float *)ws, bias, in, out, ws, ws_size);
 }
 
 void nb_wino_grad_weight(const nb_wino *s, const float *in, const float *gy, float *dw, char *ws,
@@ -644,6 +667,23 @@ void nb_wino_grad_weight(const nb_wino *s, const float *in, const float *gy, flo
 #else /* no x86-64 intrinsics: the path is never enabled */
 
 bool nb_wino_enabled(void) { return false; }
+
+size_t nb_wino_weights_bytes(const nb_wino *s)
+{
+    (void)s;
+    return 0;
+}
+
+void nb_wino_transform(const nb_wino *s, const float *w, bool flip_t, float *u)
+{
+    (void)s, (void)w, (void)flip_t, (void)u;
+}
+
+void nb_wino_conv_pre(const nb_wino *s, const float *u, const float *bias, const float *in,
+                      float *out, char *ws, size_t ws_size)
+{
+    (void)s, (void)u, (void)bias, (void)in, (void)out, (void)ws, (void)ws_size;
+}
 
 void nb_wino_conv(const nb_wino *s, const float *w, bool flip_t, const float *bias,
                   const float *in, float *out, char *ws, size_t ws_size)

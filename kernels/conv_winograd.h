@@ -43,6 +43,16 @@ size_t nb_wino_workspace(const nb_wino *s, bool grad_weight, int64_t threads);
 void nb_wino_conv(const nb_wino *s, const float *w, bool flip_t, const float *bias,
                   const float *in, float *out, char *ws, size_t ws_size);
 
+/* nb_wino_conv in two steps, for weights that do not change between calls:
+ * transform w once into u (nb_wino_weights_bytes(s) bytes, 64-byte
+ * aligned; on the thread pool), then convolve with u as often as needed
+ * (ws as for nb_wino_conv, whose first nb_wino_weights_bytes are then
+ * unused). Results equal nb_wino_conv's bit for bit. */
+size_t nb_wino_weights_bytes(const nb_wino *s);
+void nb_wino_transform(const nb_wino *s, const float *w, bool flip_t, float *u);
+void nb_wino_conv_pre(const nb_wino *s, const float *u, const float *bias, const float *in,
+                      float *out, char *ws, size_t ws_size);
+
 /* dw[o, c, p, q] = sum_{n, i, j} gy[n, o, i, j] * in[n, c, i - pt + p, j - pl + q],
  * with gy (N, cout, hout, wout) and dw (cout, cin, 3, 3); ws as above (with
  * grad_weight true). Deterministic for a given thread count. */

@@ -212,6 +212,65 @@ END_TEST
  * with one too small (each allocates one slot), with a full one; the results
  * agree bit for bit, as they do across thread counts for the forward and the
  * input gradient (disjoint outputs); the weight gradient is repeatable. */
+/* Constant weights (a CONST node, as ONNX initializers are): the transform
+ * is kept in the entry's cache after the first run; every run, of this
+ * session and of a second one, equals the run with the same weights as a
+ * PARAM (transformed each call) bit for bit, forward and transpose. */
+START_TEST(test_wino_const_weights_cached)
+{
+    const ccase *c = &wino_cases[0];
+    geo r = geo_of(&c->a);
+    int64_t xs[4] = {c->N, c->C, c->H, c->W}, ws[4] = {c->CO, c->C, c->KH, c->KW};
+    nb_rng_init(&rng, 77);
+    double *x = random_vals(nb_shape_numel(4, xs)), *w = random_vals(nb_shape_numel(4, ws));
+    double *res[3];
+    for (int k = 0; k < 3; k++) { /* 0: param weights; 1, 2: constant, runs 1 and 3 */
+        nb_graph *g = nb_graph_new();
+        nb_node *nx = param_vals(g, "x", NB_F32, 4, xs, x), *nw;
+        if (k == 0) {
+            nw = param_vals(g, "w", NB_F32, 4, ws, w);
+        } else {
+            nb_tensor t;
+            ck_assert_int_eq(nb_tensor_empty(&t, NB_F32, 4, ws), NB_OK);
+            for (int64_t i = 0; i < nb_shape_numel(4, ws); i++)
+                ((float *)nb_tensor_data(&t))[i] = (float)w[i];
+            nw = nb_constant(g, &t);
+            nb_tensor_release(&t);
+        }
+        nb_node *y = nb_conv2d(g, nx, nw, NULL, &c->a);
+        nb_node *z = nb_conv_transpose2d(g, y, nw, NULL, &c->a);
+        nb_node *outs[2] = {y, z};
+        nb_plan *plan = nb_compile(g, 2, outs, nb_cpu_backend());
+        ck_assert_msg(plan != NULL, "compile: %s", nb_last_error());
+        nb_session *s = nb_session_new(plan);
+        ck_assert_ptr_nonnull(s);
+        for (int run = 0; run < (k == 2 ? 3 : 1); run++)
+            ck_assert_int_eq(nb_session_run(s), NB_OK);
+        nb_tensor ty, tz;
+        ck_assert_int_eq(nb_session_fetch(s, y, &ty), NB_OK);
+        ck_assert_int_eq(nb_session_fetch(s, z, &tz), NB_OK);
+        int64_t ny = nb_tensor_numel(&ty), nz = nb_tensor_numel(&tz);
+        res[k] = malloc((size_t)(ny + nz) * sizeof(double));
+        for (int64_t i = 0; i < ny; i++)
+            res[k][i] = ((const float *)nb_tensor_data(&ty))[i];
+        for (int64_t i = 0; i < nz; i++)
+            res[k][ny + i] = ((const float *)nb_tensor_data(&tz))[i];
+        if (k > 0)
+            ck_assert_msg(memcmp(res[k], res[0], (size_t)(ny + nz) * sizeof(double)) == 0,
+                          "constant weights (%d runs) differ from parameter weights", k == 2 ? 3 : 1);
+        nb_tensor_release(&ty);
+        nb_tensor_release(&tz);
+        nb_session_free(s);
+        nb_plan_free(plan);
+        nb_graph_free(g);
+    }
+    (void)r;
+    for (int k = 0; k < 3; k++)
+        free(res[k]);
+    free(x), free(w);
+}
+END_TEST
+
 START_TEST(test_wino_direct_threads)
 {
     const ccase *c = &wino_cases[8]; /* 64->64 30x20, several units */
@@ -269,6 +328,7 @@ int main(void)
     tcase_add_loop_test(wi, test_wino_f32, 0, N_WINO);
     tcase_add_test(wi, test_wino_not_taken);
     tcase_add_test(wi, test_wino_direct_threads);
+    tcase_add_test(wi, test_wino_const_weights_cached);
     suite_add_tcase(s, wi);
     return nb_run_suite(s);
 }
