@@ -1,8 +1,23 @@
 /* Builders of elementwise ops: dtype checks and NumPy broadcasting at the
- * call that makes the node. */
+ * call that makes the node. Storage dtypes (i8, i16, u16, u32, u64, f16,
+ * bf16) are refused by the arithmetic and comparison builders, with a hint
+ * to cast to their compute type; cast takes every dtype, and where every
+ * dtype its kernel has a loop for (1, 4 and 8 bytes). */
+#include <stdio.h>
+
 #include "graph/graph_impl.h"
 
 #define NAME(op) nb_graph_next_name(g, op)
+
+/* ", a storage type: cast it to i64 first" or "" (for messages). */
+static const char *storage_hint(nb_dtype dt, char *buf, size_t size)
+{
+    if (!nb_dtype_is_storage(dt))
+        return "";
+    snprintf(buf, size, " (%s is a storage type: cast it to %s first)", nb_dtype_name(dt),
+             nb_dtype_name(nb_dtype_compute(dt)));
+    return buf;
+}
 
 /* ---- unary ------------------------------------------------------------- */
 
@@ -18,9 +33,11 @@ static nb_node *unary(nb_graph *g, nb_op op, nb_node *x, double a, double b)
         return g->poison;
     bool ok = nb_dtype_is_float(x->dtype) ||
               (unary_takes_ints(op) && (x->dtype == NB_I32 || x->dtype == NB_I64));
+    char hint[96];
     if (!ok)
-        return nb_graph_fail(g, NB_ERR_DTYPE, "%s '%s': input '%s' has dtype %s, needs f32 or f64",
-                             nb_op_name(op), NAME(op), x->name, nb_dtype_name(x->dtype));
+        return nb_graph_fail(g, NB_ERR_DTYPE, "%s '%s': input '%s' has dtype %s, needs f32 or f64%s",
+                             nb_op_name(op), NAME(op), x->name, nb_dtype_name(x->dtype),
+                             storage_hint(x->dtype, hint, sizeof hint));
     nb_scalar_params p = {a, b};
     return nb_graph_add_node(g, op, 1, &x, &p, sizeof(p), x->dtype, x->ndim, x->shape);
 }
@@ -95,9 +112,11 @@ static nb_node *binary(nb_graph *g, nb_op op, nb_node *a, nb_node *b)
                              b->name, nb_dtype_name(b->dtype));
     bool arith_ok = nb_dtype_is_float(a->dtype) ||
                     ((a->dtype == NB_I32 || a->dtype == NB_I64) && op != NB_OP_POW);
-    if (!is_comparison(op) && !arith_ok)
-        return nb_graph_fail(g, NB_ERR_DTYPE, "%s '%s': dtype %s is not supported",
-                             nb_op_name(op), NAME(op), nb_dtype_name(a->dtype));
+    char hint[96];
+    if ((!is_comparison(op) && !arith_ok) || nb_dtype_is_storage(a->dtype))
+        return nb_graph_fail(g, NB_ERR_DTYPE, "%s '%s': dtype %s is not supported%s",
+                             nb_op_name(op), NAME(op), nb_dtype_name(a->dtype),
+                             storage_hint(a->dtype, hint, sizeof hint));
     int ndim;
     int64_t shape[NB_MAX_DIMS];
     if (!nb_shape_broadcast(a->ndim, a->shape, b->ndim, b->shape, &ndim, shape))
@@ -146,6 +165,12 @@ nb_node *nb_where(nb_graph *g, nb_node *cond, nb_node *a, nb_node *b)
         return nb_graph_fail(g, NB_ERR_DTYPE, "where '%s': dtypes differ: '%s' is %s, '%s' is %s",
                              NAME(NB_OP_WHERE), a->name, nb_dtype_name(a->dtype), b->name,
                              nb_dtype_name(b->dtype));
+    if (nb_dtype_size(a->dtype) == 2) {
+        char hint[96];
+        return nb_graph_fail(g, NB_ERR_DTYPE, "where '%s': dtype %s is not supported%s",
+                             NAME(NB_OP_WHERE), nb_dtype_name(a->dtype),
+                             storage_hint(a->dtype, hint, sizeof hint));
+    }
     int n1, n2;
     int64_t s1[NB_MAX_DIMS], s2[NB_MAX_DIMS];
     if (!nb_shape_broadcast(cond->ndim, cond->shape, a->ndim, a->shape, &n1, s1) ||

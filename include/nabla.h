@@ -6,6 +6,7 @@
 
 #include "tensor/dtype.h"
 #include "tensor/fileio.h"
+#include "tensor/half.h"
 #include "tensor/rng.h"
 #include "tensor/shape.h"
 #include "tensor/status.h"

@@ -16,6 +16,7 @@
 #include "kernels/cpu.h"
 #include "kernels/elementwise_impl.h"
 #include "kernels/threadpool.h"
+#include "tensor/half.h"
 
 /* ---- the loop driver ------------------------------------------------- */
 
@@ -457,11 +458,16 @@ nb_status nb_cpu_unary(const nb_kernel_call *c)
 
 /* ---- cast ----------------------------------------------------------------
  *
- * y = (T)x for every pair of dtypes: to a float type, C conversion; to bool,
- * x != 0 (NaN is true); float to int truncates toward zero, saturating out of
- * range and NaN -> 0 (C leaves those undefined); to u8 from a float, through
- * i64 then modulo 256 (PyTorch on x86: -1.0 -> 255); int to a narrower int
- * wraps modulo 2^bits.
+ * y = (T)x for every pair of the 13 dtypes. The source element is loaded as
+ * its value (f16/bf16 widened to float, exactly), then converted: to a float
+ * type, C conversion (correctly rounded); to f16/bf16, rounded to nearest
+ * even once, from the float, double or 64-bit integer (tensor/half.h); to
+ * bool, x != 0 (NaN is true); float to int truncates toward zero, saturating
+ * at the i64 range and NaN -> 0 (C leaves those undefined), then, for a
+ * narrower integer, modulo 2^bits (PyTorch on x86: -1.0 -> 255 for u8); to
+ * u64, floats of 2^63 and above convert directly (saturating at 2^64 - 1);
+ * int to a narrower int wraps modulo 2^bits, and i64 <-> u64 keep the bit
+ * pattern. A cast to the same dtype is a copy of the bits.
  */
 
 static inline int32_t sat_i32(double x)
@@ -498,13 +504,51 @@ static inline int64_t sat_i64(double x)
     return (int64_t)x;
 }
 
+static inline uint64_t sat_u64(double x)
+{
+    if (x >= 18446744073709551616.0)
+        return UINT64_MAX;
+    if (x >= 9223372036854775808.0)
+        return (uint64_t)x;
+    return (uint64_t)sat_i64(x);
+}
+
+/* Source element -> a value of a C type that says what it is. */
+#define LD_f32(v) (v)
+#define LD_f64(v) (v)
+#define LD_i32(v) (v)
+#define LD_i64(v) (v)
+#define LD_u8(v) (v)
+#define LD_bl(v) (v)
+#define LD_i8(v) (v)
+#define LD_i16(v) (v)
+#define LD_u16(v) (v)
+#define LD_u32(v) (v)
+#define LD_u64(v) (v)
+#define LD_f16(v) nb_f16_to_f32(v)
+#define LD_bf16(v) nb_bf16_to_f32(v)
+
+/* A float or double to an integer type of at most 32 bits, through i64. */
+#define CV_NARROW(T, x)                                                          \
+    _Generic((x), float: (T)sat_i64(x), double: (T)sat_i64(x), default: (T)(x))
+
 #define CV_f32(x) ((float)(x))
 #define CV_f64(x) ((double)(x))
 #define CV_i32(x) _Generic((x), float: sat_i32_f32(x), double: sat_i32(x), default: (int32_t)(x))
 #define CV_i64(x) _Generic((x), float: sat_i64(x), double: sat_i64(x), default: (int64_t)(x))
-#define CV_u8(x)                                                                 \
-    _Generic((x), float: (uint8_t)sat_i64(x), double: (uint8_t)sat_i64(x), default: (uint8_t)(x))
+#define CV_u8(x) CV_NARROW(uint8_t, x)
 #define CV_bl(x) ((uint8_t)((x) != 0))
+#define CV_i8(x) CV_NARROW(int8_t, x)
+#define CV_i16(x) CV_NARROW(int16_t, x)
+#define CV_u16(x) CV_NARROW(uint16_t, x)
+#define CV_u32(x) CV_NARROW(uint32_t, x)
+#define CV_u64(x) _Generic((x), float: sat_u64(x), double: sat_u64(x), default: (uint64_t)(x))
+#define CV_f16(x)                                                                \
+    _Generic((x), float: nb_f32_to_f16, double: nb_f64_to_f16, uint64_t: nb_u64_to_f16,     \
+             default: nb_i64_to_f16)(x)
+#define CV_bf16(x)                                                               \
+    _Generic((x), float: nb_f32_to_bf16, double: nb_f64_to_bf16, uint64_t: nb_u64_to_bf16, \
+             default: nb_i64_to_bf16)(x)
 
 #define DEF_CAST(FS, FT, TS, TT)                                                 \
     static void cast_##FS##_##TS(int64_t n, char *const *p, const int64_t *s,    \
@@ -515,21 +559,28 @@ static inline int64_t sat_i64(double x)
         const int64_t so = s[0], sx = s[1];                                      \
         if (so == 1 && sx == 1) {                                                \
             for (int64_t i = 0; i < n; i++)                                      \
-                o[i] = CV_##TS(x[i]);                                            \
+                o[i] = CV_##TS(LD_##FS(x[i]));                                   \
         } else {                                                                 \
             for (int64_t i = 0; i < n; i++)                                      \
-                o[i * so] = CV_##TS(x[i * sx]);                                  \
+                o[i * so] = CV_##TS(LD_##FS(x[i * sx]));                         \
         }                                                                        \
     }
 
 /* Two copies of the dtype list, since a macro cannot expand inside itself. */
 #define DTYPES_FROM(X)                                                           \
     X(f32, float, NB_F32) X(f64, double, NB_F64) X(i32, int32_t, NB_I32)         \
-    X(i64, int64_t, NB_I64) X(u8, uint8_t, NB_U8) X(bl, uint8_t, NB_BOOL)
+    X(i64, int64_t, NB_I64) X(u8, uint8_t, NB_U8) X(bl, uint8_t, NB_BOOL)        \
+    X(i8, int8_t, NB_I8) X(i16, int16_t, NB_I16) X(u16, uint16_t, NB_U16)        \
+    X(u32, uint32_t, NB_U32) X(u64, uint64_t, NB_U64) X(f16, uint16_t, NB_F16)   \
+    X(bf16, uint16_t, NB_BF16)
 #define DTYPES_TO(X, FS, FT)                                                     \
     X(FS, FT, f32, float, NB_F32) X(FS, FT, f64, double, NB_F64)                 \
     X(FS, FT, i32, int32_t, NB_I32) X(FS, FT, i64, int64_t, NB_I64)              \
-    X(FS, FT, u8, uint8_t, NB_U8) X(FS, FT, bl, uint8_t, NB_BOOL)
+    X(FS, FT, u8, uint8_t, NB_U8) X(FS, FT, bl, uint8_t, NB_BOOL)                \
+    X(FS, FT, i8, int8_t, NB_I8) X(FS, FT, i16, int16_t, NB_I16)                 \
+    X(FS, FT, u16, uint16_t, NB_U16) X(FS, FT, u32, uint32_t, NB_U32)            \
+    X(FS, FT, u64, uint64_t, NB_U64) X(FS, FT, f16, uint16_t, NB_F16)            \
+    X(FS, FT, bf16, uint16_t, NB_BF16)
 
 #define X_CAST_PAIR(FS, FT, TS, TT, TE) DEF_CAST(FS, FT, TS, TT)
 #define X_CAST_FROM(FS, FT, FE) DTYPES_TO(X_CAST_PAIR, FS, FT)
@@ -544,6 +595,21 @@ static const nb_ew_inner_fn cast_table[NB_DTYPE_COUNT][NB_DTYPE_COUNT] = {
 #undef X_CAST_ENTRY
 #undef X_CAST_ROW
 };
+
+/* Same-dtype casts copy bits (an f16 signalling NaN stays one). */
+#define DEF_COPY(B, T)                                                           \
+    static void copy_##B(int64_t n, char *const *p, const int64_t *s, const void *prm) \
+    {                                                                            \
+        (void)prm;                                                               \
+        T *restrict o = (T *)p[0];                                               \
+        const T *restrict x = (const T *)p[1];                                   \
+        for (int64_t i = 0; i < n; i++)                                          \
+            o[i * s[0]] = x[i * s[1]];                                           \
+    }
+DEF_COPY(1, uint8_t)
+DEF_COPY(2, uint16_t)
+DEF_COPY(4, uint32_t)
+DEF_COPY(8, uint64_t)
 
 nb_status nb_cpu_cast(const nb_kernel_call *c)
 {
@@ -563,6 +629,11 @@ nb_status nb_cpu_cast(const nb_kernel_call *c)
     const nb_tensor *ops[2] = {y, x};
     nb_ew_plan pl;
     nb_ew_plan_init(&pl, 2, ops);
-    nb_ew_run(&pl, cast_table[x->dtype][y->dtype], NULL, NB_EW_GRAIN);
+    nb_ew_inner_fn fn = cast_table[x->dtype][y->dtype];
+    if (x->dtype == y->dtype) {
+        size_t z = nb_dtype_size(x->dtype);
+        fn = z == 1 ? copy_1 : z == 2 ? copy_2 : z == 4 ? copy_4 : copy_8;
+    }
+    nb_ew_run(&pl, fn, NULL, NB_EW_GRAIN);
     return NB_OK;
 }

@@ -301,7 +301,7 @@ static void encode_value(nb_dtype dt, double v, unsigned char *bytes)
     case NB_I64: lo = -9223372036854775808.0; hi = 9223372036854774784.0; break;
     case NB_U8: lo = 0; hi = 255; break;
     case NB_BOOL: bytes[0] = v != 0; return;
-    default: memset(bytes, 0, 8); return;
+    default: memset(bytes, 0, 8); nb_dtype_store_f64(bytes, dt, v); return; /* storage dtypes */
     }
     if (v != v)
         v = 0;

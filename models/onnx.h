@@ -26,6 +26,30 @@
  * of a Reshape given as an input), the plan is built for that value and
  * cached per value. A session per thread (nb_onnx_session) serves
  * concurrent requests.
+ *
+ * Element types: every ONNX tensor type but STRING, the complex, float8 and
+ * 4-bit ones. FLOAT, DOUBLE, INT32, INT64, UINT8 and BOOL are nabla's compute
+ * dtypes (f32 ... bool); INT8, INT16, UINT16, UINT32, UINT64, FLOAT16 and
+ * BFLOAT16 are its storage dtypes (i8, i16, u16, u32, u64, f16, bf16;
+ * tensor/dtype.h). Graph inputs, outputs, initializers and constants keep
+ * their type: nb_onnx_run takes inputs of exactly the declared dtypes and
+ * returns outputs in the model's declared dtypes. Nodes compute in a wider
+ * type: an input of a storage dtype is cast to i64 (integers) or f32 (f16,
+ * bf16) before the node is converted, and an output computed in that type is
+ * cast back to the storage dtype (the output's declared type, else the type
+ * of the input ONNX ties it to), so Max(int8, int8) is int8, Equal of them
+ * bool, Pow(float, uint32) float. Cast and CastLike convert directly between
+ * any two of these types (to f16/bf16 rounded to nearest even, once).
+ * Limits of computing wider: uint64 values of 2^63 and above compute as the
+ * i64 with the same bits (addition, subtraction, multiplication and moves
+ * are right, wrapping as uint64 does; comparisons, Max/Min, division, Mod and
+ * right shifts of such values are not); float16/bfloat16 math runs in f32
+ * and is rounded at each cast back, i.e. once per node (a node made of
+ * several nabla ops, such as an expanded function, rounds only its result);
+ * int8/int16/uint16/uint32 results wrap to
+ * the narrow type on the cast back (Mul of int8 100 and 100 is 16). Ops whose
+ * converters take only certain dtypes (QuantizeLinear's uint8 zero point...)
+ * see the wide type and say so.
  */
 #ifndef NB_ONNX_H
 #define NB_ONNX_H
@@ -90,7 +114,8 @@ typedef struct nb_onnx_summary {
  * declared shapes. */
 nb_status nb_onnx_summarize(nb_onnx_model *m, int n_in, const nb_tensor *inputs, nb_onnx_summary *s);
 
-/* Run with inputs in graph order (their dtypes must match exactly; shapes must
+/* Run with inputs in graph order (their dtypes must match the declared ones
+ * exactly, storage dtypes included; shapes must
  * fit the declared dims, dynamic ones free). *n_out: room in outputs, set to
  * the number of outputs. Outputs are new contiguous tensors the caller
  * releases. Thread-safe only through sessions; this uses the model's own. */

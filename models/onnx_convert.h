@@ -138,14 +138,14 @@ typedef struct onnx_tensor_src {
     size_t raw_off, raw_len;  /* raw_data at file->data + raw_off (raw_in_file) */
     bool raw_in_file;
     bool file_is_map;         /* file is a read-only mapping (pages copied from are given back) */
-    bool strict;              /* float16/bfloat16: unsupported instead of widened to f32 */
 } onnx_tensor_src;
 
 /* A TensorProto to a tensor, every size checked first (what names it in
  * messages: "initializer 'w'"). Large raw data in the mapped file or an
- * external file is viewed in place when aligned, else copied. String and
- * other dtypes nabla lacks give NB_ERR_UNSUPPORTED; float16 and bfloat16
- * become f32 unless src->strict. src may be NULL. */
+ * external file is viewed in place when aligned, else copied. Every numeric
+ * ONNX type but the complex ones has a nabla dtype (the 8/16-bit integers,
+ * uint32/64, float16 and bfloat16 as storage dtypes); strings and the rest
+ * give NB_ERR_UNSUPPORTED. src may be NULL. */
 nb_status onnx_tensor_from_proto(const Onnx__TensorProto *t, const onnx_tensor_src *src,
                                  const char *what, nb_tensor *out);
 /* "FLOAT16", "STRING" ... for messages. */

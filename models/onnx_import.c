@@ -82,6 +82,7 @@ void nb_onnx_free(nb_onnx_model *m)
     free(m->node_opset);
     free(m->node_io);
     free(m->node_io_at);
+    free(m->value_type);
     onnx_fuse_free(m);
     if (m->proto)
         onnx__model_proto__free_unpacked(m->proto, NULL);
@@ -118,7 +119,7 @@ static nb_status read_io(const nb_onnx_model *m, const Onnx__ValueInfoProto *vi,
                         m->what, kind, io->name);
     const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
     int32_t et = tt->has_elem_type ? tt->elem_type : 0;
-    if (!onnx_dtype(et, &io->dtype))
+    if (!onnx_storage_dtype(et, &io->dtype))
         return nb_error(et == ONNX__TENSOR_PROTO__DATA_TYPE__UNDEFINED ? NB_ERR_FORMAT
                                                                        : NB_ERR_UNSUPPORTED,
                         "onnx_load '%s': %s '%s' has element type %s, which nabla does not support",
@@ -451,6 +452,50 @@ static nb_status read_initializers(nb_onnx_model *m, const onnx_raw_ref *refs, s
     return NB_OK;
 }
 
+/* The declared element type of a ValueInfoProto, or -1. */
+static int declared_type(const Onnx__ValueInfoProto *vi)
+{
+    nb_dtype dt;
+    if (!vi || !vi->type || vi->type->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE ||
+        !vi->type->tensor_type || !vi->type->tensor_type->has_elem_type ||
+        !onnx_storage_dtype(vi->type->tensor_type->elem_type, &dt))
+        return -1;
+    return (int)dt;
+}
+
+/* m->value_type: what the model declares for each value (after fusion, so
+ * that every value has an entry). The importer narrows a node's output to a
+ * declared storage dtype (onnx_run.c). */
+static nb_status declare_types(nb_onnx_model *m, const name_map *map)
+{
+    const Onnx__GraphProto *g = m->graph;
+    name_map names = *map;
+    names.names = m->value_names; /* the fusions may have moved the array */
+    const name_map *nm = &names;
+    m->value_type = malloc(((size_t)m->n_values + 1) * sizeof(int));
+    if (!m->value_type)
+        return nb_error(NB_ERR_ALLOC, "onnx_load '%s': out of memory", m->what);
+    for (int v = 0; v < m->n_values; v++)
+        m->value_type[v] = -1;
+    for (size_t i = 0; i < g->n_value_info; i++) {
+        const Onnx__ValueInfoProto *vi = g->value_info[i];
+        int v = vi && vi->name ? map_find(nm, vi->name) : -1;
+        if (v >= 0 && v < m->n_values)
+            m->value_type[v] = declared_type(vi);
+    }
+    for (int i = 0; i < m->n_in; i++)
+        m->value_type[m->in_value[i]] = (int)m->in[i].dtype;
+    for (int i = 0; i < m->n_out; i++) {
+        int t = declared_type(g->output[i]);
+        if (t >= 0)
+            m->value_type[m->out_value[i]] = t;
+    }
+    for (int k = 0; k < m->n_init; k++)
+        if (m->init[k].buf && m->init_value[k] < m->n_values)
+            m->value_type[m->init_value[k]] = (int)m->init[k].dtype;
+    return NB_OK;
+}
+
 /* Parse file (a buffer the model keeps) and check everything. */
 static nb_status load_common(nb_buffer *file, const char *dir, const char *what,
                              nb_onnx_model **out)
@@ -502,7 +547,6 @@ static nb_status load_common(nb_buffer *file, const char *dir, const char *what,
     s = check_ops(m);
     if (s == NB_OK)
         s = index_values(m, &nm);
-    free(nm.slot);
     if (s == NB_OK)
         s = sort_nodes(m);
     if (s == NB_OK)
@@ -511,6 +555,9 @@ static nb_status load_common(nb_buffer *file, const char *dir, const char *what,
         s = onnx_fuse_conv_bn(m);
     if (s == NB_OK && !getenv("NABLA_ONNX_NO_FUSE"))
         s = onnx_fuse_conv_act(m);
+    if (s == NB_OK)
+        s = declare_types(m, &nm);
+    free(nm.slot);
     free(refs);
     if (s != NB_OK) {
         char msg[1024];

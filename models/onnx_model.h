@@ -50,6 +50,9 @@ struct nb_onnx_model {
     int64_t *node_opset;
     int *node_io;           /* node k's input values, then its output values (-1: omitted input) */
     int *node_io_at;        /* node k's start in node_io; n_nodes + 1 entries */
+    int *value_type;        /* per value: the nb_dtype the model declares for it (graph input
+                             * or output, value_info, initializer), -1 where unknown; set
+                             * after fusion, n_values entries */
     pthread_mutex_t lock;   /* guards plans and baked */
     bool baked[NB_ONNX_MAX_IO]; /* inputs whose values converters need: plans are per value */
     onnx_plan *plans;
@@ -65,6 +68,16 @@ static inline bool onnx_is_default_domain(const char *d)
 {
     return !d || !d[0] || strcmp(d, "ai.onnx") == 0;
 }
+
+/* ---- onnx_tensor.c ---- */
+
+/* ONNX TensorProto data type -> nabla dtype, storage dtypes included (INT8,
+ * INT16, UINT16, UINT32, UINT64, FLOAT16, BFLOAT16); false when nabla has
+ * none. onnx_dtype (onnx_convert.h) maps only the compute dtypes that
+ * converters see. */
+bool onnx_storage_dtype(int32_t onnx_type, nb_dtype *out);
+/* nabla dtype -> ONNX data type (UNDEFINED for an invalid dtype). */
+int32_t onnx_type_of_dtype(nb_dtype dt);
 
 /* ---- onnx_import.c ---- */
 

@@ -287,8 +287,10 @@ static nb_status cv_trig(onnx_node_ctx *c)
     return onnx_finish(c, 0, nb_cast(g, y, dt));
 }
 
-/* BitShift of unsigned integers (u8 is nabla's only one): in i64, x * 2^y
- * wrapped back to u8, or x / 2^y. */
+/* BitShift of unsigned integers: u8, or uint16/32/64 that the importer
+ * widened to i64 (and narrows back): in i64, x * 2^y (wrapped back to the
+ * unsigned type), or x / 2^y (uint64 values of 2^63 and above, negative as
+ * i64, do not shift right correctly). */
 static nb_status cv_bitshift(onnx_node_ctx *c)
 {
     IN(x, 0);
@@ -300,13 +302,14 @@ static nb_status cv_bitshift(onnx_node_ctx *c)
     if (!left && strcmp(dir, "RIGHT"))
         return onnx_fail(c, NB_ERR_ARG, "direction '%s' (needs LEFT or RIGHT)", dir);
     nb_dtype dt = nb_node_dtype(x);
-    if (dt != NB_U8 || nb_node_dtype(y) != NB_U8)
-        return onnx_fail(c, NB_ERR_DTYPE, "dtypes %s, %s (only uint8 is supported)",
+    if ((dt != NB_U8 && dt != NB_I64) || nb_node_dtype(y) != dt)
+        return onnx_fail(c, NB_ERR_DTYPE, "dtypes %s, %s (needs two uint8, or two uint16/32/64 "
+                         "that the importer widened to i64)",
                          nb_dtype_name(dt), nb_dtype_name(nb_node_dtype(y)));
     nb_node *p = nb_cast(g, nb_pow(g, nb_scalar(g, 2.0, NB_F64), nb_cast(g, y, NB_F64)), NB_I64);
     nb_node *xi = nb_cast(g, x, NB_I64);
     nb_node *r = left ? nb_mul(g, xi, p) : nb_div(g, xi, p);
-    return onnx_finish(c, 0, nb_cast(g, r, NB_U8));
+    return onnx_finish(c, 0, nb_cast(g, r, dt));
 }
 
 /* ---- comparisons, logic, where --------------------------------------------- */

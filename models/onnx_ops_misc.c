@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "models/onnx_model.h"
 #include "models/onnx_ops_util.h"
 
 /* ---- constants and casts -------------------------------------------------------- */
@@ -79,6 +80,8 @@ static nb_status cv_constant_of_shape(onnx_node_ctx *c)
     return onnx_set_out_const(c, 0, &t);
 }
 
+/* Cast/CastLike: the importer hands these their inputs as they are (storage
+ * dtypes included), so the conversion is direct, rounding once. */
 static nb_status cv_cast(onnx_node_ctx *c)
 {
     IN(x, 0);
@@ -89,9 +92,9 @@ static nb_status cv_cast(onnx_node_ctx *c)
         dt = onnx_in_dtype(c, 1);
     } else {
         int64_t to = onnx_attr_int(c, "to", -1);
-        if (!onnx_dtype((int32_t)to, &dt))
-            return onnx_fail(c, NB_ERR_DTYPE, "cast to ONNX type %lld is not supported",
-                             (long long)to);
+        if (!onnx_storage_dtype((int32_t)to, &dt))
+            return onnx_fail(c, NB_ERR_DTYPE, "cast to ONNX type %s (%lld) is not supported",
+                             onnx_dtype_name((int32_t)to), (long long)to);
     }
     return onnx_finish(c, 0, nb_cast(c->g, x, dt));
 }
@@ -497,7 +500,7 @@ static nb_status cv_eyelike(onnx_node_ctx *c)
         return onnx_fail(c, NB_ERR_SHAPE, "needs a 2-D input");
     nb_dtype dt = onnx_in_dtype(c, 0);
     int64_t ot = onnx_attr_int(c, "dtype", -1);
-    if (ot >= 0 && !onnx_dtype((int32_t)ot, &dt))
+    if (ot >= 0 && !onnx_storage_dtype((int32_t)ot, &dt))
         return onnx_fail(c, NB_ERR_DTYPE, "dtype %lld is not supported", (long long)ot);
     int64_t k = onnx_attr_int(c, "k", 0);
     const int64_t *sh = onnx_in_shape(c, 0);

@@ -10,6 +10,20 @@
  * graph outputs are compiled into one plan. A session (one per thread) keeps
  * an nb_session per plan it has used, so a run with known shapes feeds,
  * replays the tape and copies the outputs out, allocating nothing else.
+ *
+ * Storage dtypes (i8, i16, u16, u32, u64, f16, bf16): converters see only
+ * compute dtypes. Before a node is converted, each input of a storage dtype
+ * is cast to its compute dtype (nb_dtype_compute: integers to i64, f16/bf16
+ * to f32; a constant is converted at once); after it, each output whose
+ * dtype is that compute dtype is cast back to the storage dtype: the dtype
+ * the model declares for the output (graph output, value_info) when it
+ * declares one, else the dtype of the input ONNX ties the output's type to
+ * (input 0; Where's input 1, OneHot's and QuantizeLinear's input 2), never
+ * for outputs of a fixed type (the int64 indices of Shape, Size, ArgMax,
+ * ArgMin, NonZero, NonMaxSuppression, and TopK's, Unique's and MaxPool's
+ * outputs after the first; LayerNormalization's mean and deviation). So
+ * Max(int8, int8) gives int8, Equal(int8, int8) bool, Pow(f32, u32) f32.
+ * Cast and CastLike convert directly from and to every dtype.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +41,9 @@ typedef struct onnx_build {
     nb_onnx_model *m;
     onnx_value *vals;
     bool *want;  /* per value: a converter asked for its value, which was not known */
+    onnx_value *wide; /* the node's inputs widened from storage dtypes (max_io entries) */
+    int *wide_of;     /* wide[i] stands for vals[wide_of[i]] */
+    int n_wide;
 } onnx_build;
 
 /* onnx_convert.h: the model's directory, for external data. */
@@ -154,8 +171,91 @@ static bool same_signature(const onnx_plan *p, int n_in, const nb_tensor *x)
 void onnx_import_want_value(void *importer, const onnx_value *v)
 {
     onnx_build *b = importer;
+    if (b && b->wide && v >= b->wide && v < b->wide + b->n_wide && b->wide_of[v - b->wide] >= 0)
+        v = b->vals + b->wide_of[v - b->wide]; /* a widened input stands for its value */
     if (b && b->vals && b->want && v >= b->vals && v < b->vals + b->m->n_values)
         b->want[v - b->vals] = true;
+}
+
+/* ---- storage dtypes ---------------------------------------------------------- */
+
+static nb_dtype value_dtype(const onnx_value *v)
+{
+    return v->konst.buf ? v->konst.dtype : nb_node_dtype(v->node);
+}
+
+/* Cast and CastLike see their inputs as they are. */
+static bool converts_directly(const Onnx__NodeProto *n)
+{
+    return onnx_is_default_domain(n->domain) &&
+           (strcmp(n->op_type, "Cast") == 0 || strcmp(n->op_type, "CastLike") == 0);
+}
+
+/* v (a constant or a node) converted to dt, in place (a constant stays one:
+ * its CONST node, if it had one, is dropped and remade when read). */
+static nb_status convert_value(nb_graph *g, onnx_value *v, nb_dtype dt)
+{
+    if (!v->konst.buf) {
+        v->node = nb_cast(g, v->node, dt);
+        return nb_graph_status(g) == NB_OK ? NB_OK : nb_error(nb_graph_status(g), "%s",
+                                                                nb_graph_error(g));
+    }
+    nb_tensor t;
+    nb_status st = nb_tensor_empty(&t, dt, v->konst.ndim, v->konst.shape);
+    if (st == NB_OK && (st = nb_tensor_copy_into(&t, &v->konst)) != NB_OK)
+        nb_tensor_release(&t);
+    if (st == NB_OK) {
+        nb_tensor_release(&v->konst);
+        v->konst = t;
+        v->node = NULL;
+    }
+    return st;
+}
+
+static bool op_in(const Onnx__NodeProto *n, const char *const *ops, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (strcmp(n->op_type, ops[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Outputs whose type does not follow an input: int64 indices (all outputs
+ * of the first ops, those after the first of the others), and
+ * LayerNormalization's mean and inverse deviation (its stash type). */
+static bool fixed_type_output(const Onnx__NodeProto *n, int o)
+{
+    static const char *const all[] = {"Shape", "Size", "ArgMax", "ArgMin", "NonZero",
+                                      "NonMaxSuppression"};
+    static const char *const after_first[] = {"TopK", "Unique", "MaxPool", "LayerNormalization"};
+    if (!onnx_is_default_domain(n->domain))
+        return false;
+    return op_in(n, all, sizeof all / sizeof all[0]) ||
+           (o > 0 && op_in(n, after_first, sizeof after_first / sizeof after_first[0]));
+}
+
+/* The storage dtype output o of node k goes back to, or -1; in_storage[i]
+ * is input i's storage dtype (-1: none). */
+static int narrow_to(const nb_onnx_model *m, int k, int nin, int o, nb_dtype made,
+                     const int *in_storage)
+{
+    const Onnx__NodeProto *n = m->nodes[k];
+    int v = m->node_io[m->node_io_at[k] + nin + o];
+    int decl = v >= 0 && m->value_type ? m->value_type[v] : -1;
+    if (decl >= 0)
+        return nb_dtype_is_storage((nb_dtype)decl) && nb_dtype_compute((nb_dtype)decl) == made
+                   ? decl : -1;
+    if (fixed_type_output(n, o))
+        return -1;
+    int src = 0; /* the input ONNX ties the output's type to */
+    if (onnx_is_default_domain(n->domain) && strcmp(n->op_type, "Where") == 0)
+        src = 1;
+    else if (onnx_is_default_domain(n->domain) &&
+             (strcmp(n->op_type, "OneHot") == 0 || strcmp(n->op_type, "QuantizeLinear") == 0))
+        src = 2;
+    if (src >= nin || in_storage[src] < 0 || nb_dtype_compute((nb_dtype)in_storage[src]) != made)
+        return -1;
+    return in_storage[src];
 }
 
 /* After a failed build: the graph inputs that the values converters asked
@@ -254,6 +354,57 @@ done:
     return st;
 }
 
+/* Before node c is converted: each input of a storage dtype is replaced, in
+ * c->in, by wide[i], that input cast to its compute dtype (wide_of[i] its
+ * value index, in_storage[i] its dtype; -1 for the other inputs). Cast and
+ * CastLike keep their inputs. */
+static nb_status widen_inputs(onnx_node_ctx *c, const int *io, onnx_value *wide, int *wide_of,
+                              int *in_storage)
+{
+    bool direct = converts_directly(c->node);
+    for (int i = 0; i < c->n_in; i++) {
+        wide_of[i] = in_storage[i] = -1;
+        onnx_value *v = c->in[i];
+        if (direct || io[i] < 0 || (!v->node && !v->konst.buf))
+            continue;
+        nb_dtype dt = value_dtype(v);
+        if (!nb_dtype_is_storage(dt))
+            continue;
+        wide[i] = (onnx_value){v->node, {0}, v->present};
+        if (v->konst.buf)
+            nb_tensor_ref(&wide[i].konst, &v->konst);
+        nb_status st = convert_value(c->g, &wide[i], nb_dtype_compute(dt));
+        if (st != NB_OK)
+            return onnx_fail(c, st, "input %d (%s): %s", i, nb_dtype_name(dt), nb_last_error());
+        wide_of[i] = io[i];
+        in_storage[i] = (int)dt;
+        c->in[i] = &wide[i];
+    }
+    return NB_OK;
+}
+
+/* After node k (ctx c) is converted: its outputs cast back to the storage
+ * dtypes narrow_to picks. */
+static nb_status narrow_outputs(onnx_node_ctx *c, const nb_onnx_model *m, int k,
+                                const int *in_storage)
+{
+    if (converts_directly(c->node))
+        return NB_OK;
+    for (int o = 0; o < c->n_out; o++) {
+        onnx_value *v = c->out[o];
+        if (!v->node && !v->konst.buf)
+            continue;
+        int to = narrow_to(m, k, c->n_in, o, value_dtype(v), in_storage);
+        if (to < 0)
+            continue;
+        nb_status st = convert_value(c->g, v, (nb_dtype)to);
+        if (st != NB_OK)
+            return onnx_fail(c, st, "output %d to %s: %s", o, nb_dtype_name((nb_dtype)to),
+                             nb_last_error());
+    }
+    return NB_OK;
+}
+
 /* Prefix the thread's message with the model and, unless the converter
  * already named it, the node. */
 static nb_status node_error(const nb_onnx_model *m, int k, nb_status st)
@@ -284,12 +435,15 @@ static nb_status build_plan(nb_onnx_model *m, int n_in, const nb_tensor *x, onnx
     onnx_plan *p = calloc(1, sizeof(*p));
     onnx_value *vals = calloc((size_t)m->n_values + 1, sizeof(*vals));
     onnx_value **ptrs = calloc((size_t)max_io + 1, sizeof(*ptrs));
+    onnx_value *wide = calloc((size_t)max_io + 1, sizeof(*wide));
+    int *wide_of = calloc((size_t)max_io + 1, sizeof(int));
+    int *in_storage = calloc((size_t)max_io + 1, sizeof(int));
     nb_node **outs = calloc(NB_ONNX_MAX_IO, sizeof(*outs));
     bool *want_buf = NULL;
     if (p)
         p->g = nb_graph_new();
     nb_status st = NB_OK;
-    if (!p || !vals || !ptrs || !outs || !p->g) {
+    if (!p || !vals || !ptrs || !wide || !wide_of || !in_storage || !outs || !p->g) {
         st = nb_error(NB_ERR_ALLOC, "onnx '%s': out of memory building the graph", m->what);
         goto fail;
     }
@@ -323,7 +477,7 @@ static nb_status build_plan(nb_onnx_model *m, int n_in, const nb_tensor *x, onnx
         goto fail;
     }
     want_buf = calloc((size_t)m->n_values + 1, sizeof(bool));
-    onnx_build b = {m, vals, want_buf};
+    onnx_build b = {m, vals, want_buf, wide, wide_of, max_io};
     onnx_value absent = {0};
     for (int k = 0; k < m->n_nodes; k++) {
         const Onnx__NodeProto *n = m->nodes[k];
@@ -351,8 +505,14 @@ static nb_status build_plan(nb_onnx_model *m, int n_in, const nb_tensor *x, onnx
             snprintf(scope, sizeof scope, "%s_%d", n->op_type, k);
         nb_clear_error();
         nb_scope_push(p->g, scope);
-        st = m->conv[k]->fn(&c);
+        st = widen_inputs(&c, io, wide, wide_of, in_storage);
+        if (st == NB_OK)
+            st = m->conv[k]->fn(&c);
+        if (st == NB_OK && nb_graph_status(p->g) == NB_OK)
+            st = narrow_outputs(&c, m, k, in_storage);
         nb_scope_pop(p->g);
+        for (int i = 0; i < nin; i++)
+            nb_tensor_release(&wide[i].konst);
         if (st == NB_OK && nb_graph_status(p->g) != NB_OK)
             st = nb_error(nb_graph_status(p->g), "%s", nb_graph_error(p->g));
         if (st == NB_OK && all_const)
@@ -400,6 +560,12 @@ done:
             nb_tensor_release(&vals[v].konst);
     free(vals);
     free(ptrs);
+    if (wide)
+        for (int i = 0; i < max_io; i++)
+            nb_tensor_release(&wide[i].konst);
+    free(wide);
+    free(wide_of);
+    free(in_storage);
     free(outs);
     free(want_buf);
     *out = p;

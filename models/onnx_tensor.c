@@ -7,9 +7,14 @@
  * exactly as long as the dims say. raw_data is little-endian, as on every
  * machine nabla runs on. Large raw data that the importer left in the mapped
  * model file, and external data (a file beside the model, mapped), become
- * views without a copy when aligned for the element type. float16 and
- * bfloat16 are widened to f32; strings and other dtypes nabla lacks are
- * NB_ERR_UNSUPPORTED, naming the tensor.
+ * views without a copy when aligned for the element type. Every ONNX type
+ * nabla has a dtype for is kept as it is: INT8, INT16, UINT16, UINT32,
+ * UINT64, FLOAT16 and BFLOAT16 become the storage dtypes (the importer
+ * computes with them in i64 / f32, onnx_run.c). In the typed fields, as
+ * onnx.proto says, 8- and 16-bit types (float16 and bfloat16 as their bits)
+ * are one int32_data value each, UINT32 and UINT64 are in uint64_data.
+ * Strings and other dtypes nabla lacks are NB_ERR_UNSUPPORTED, naming the
+ * tensor.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +27,7 @@
 #include <unistd.h>
 
 #include "models/onnx.h"
-#include "models/onnx_convert.h"
+#include "models/onnx_model.h"
 #include "tensor/fileio.h"
 
 #define MAX_TENSOR_BYTES ((int64_t)1 << 40) /* refuse anything larger before allocating */
@@ -51,47 +56,37 @@ static size_t onnx_elem_size(int32_t t)
     }
 }
 
-/* IEEE half -> float */
-static float half_to_float(uint16_t h)
+bool onnx_storage_dtype(int32_t t, nb_dtype *out)
 {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (man << 13); /* inf / nan */
-    } else if (exp) {
-        bits = sign | ((exp + 112) << 23) | (man << 13);
-    } else if (man) { /* subnormal: normalise */
-        int e = -1;
-        do {
-            man <<= 1;
-            e++;
-        } while (!(man & 0x400));
-        bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ff) << 13);
-    } else {
-        bits = sign;
+    switch (t) {
+    case ONNX__TENSOR_PROTO__DATA_TYPE__INT8: *out = NB_I8; return true;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__INT16: *out = NB_I16; return true;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__UINT16: *out = NB_U16; return true;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32: *out = NB_U32; return true;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64: *out = NB_U64; return true;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16: *out = NB_F16; return true;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16: *out = NB_BF16; return true;
+    default: return onnx_dtype(t, out);
     }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
 }
 
-static float bf16_to_float(uint16_t h)
+int32_t onnx_type_of_dtype(nb_dtype dt)
 {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-/* Widen n 16-bit values (raw bytes or the low halves of int32_data) to f32. */
-static void widen16(float *dst, const void *raw, const int32_t *ints, int64_t n, bool bf16)
-{
-    for (int64_t i = 0; i < n; i++) {
-        uint16_t h;
-        if (raw)
-            memcpy(&h, (const unsigned char *)raw + 2 * i, 2);
-        else
-            h = (uint16_t)ints[i];
-        dst[i] = bf16 ? bf16_to_float(h) : half_to_float(h);
+    switch (dt) {
+    case NB_F32: return ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    case NB_F64: return ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE;
+    case NB_I32: return ONNX__TENSOR_PROTO__DATA_TYPE__INT32;
+    case NB_I64: return ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
+    case NB_U8: return ONNX__TENSOR_PROTO__DATA_TYPE__UINT8;
+    case NB_BOOL: return ONNX__TENSOR_PROTO__DATA_TYPE__BOOL;
+    case NB_I8: return ONNX__TENSOR_PROTO__DATA_TYPE__INT8;
+    case NB_I16: return ONNX__TENSOR_PROTO__DATA_TYPE__INT16;
+    case NB_U16: return ONNX__TENSOR_PROTO__DATA_TYPE__UINT16;
+    case NB_U32: return ONNX__TENSOR_PROTO__DATA_TYPE__UINT32;
+    case NB_U64: return ONNX__TENSOR_PROTO__DATA_TYPE__UINT64;
+    case NB_F16: return ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16;
+    case NB_BF16: return ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16;
+    default: return ONNX__TENSOR_PROTO__DATA_TYPE__UNDEFINED;
     }
 }
 
@@ -221,10 +216,9 @@ static nb_status from_raw(const void *bytes, nb_buffer *owner, bool mapped, size
                           nb_dtype dt, int ndim, const int64_t *shape, int64_t numel,
                           nb_tensor *out)
 {
+    (void)ot;
     size_t es = nb_dtype_size(dt);
-    bool widen = ot == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16 ||
-                 ot == ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16;
-    if (owner && !widen && dt != NB_BOOL && at % es == 0 && numel > 0) {
+    if (owner && dt != NB_BOOL && at % es == 0 && numel > 0) {
         int64_t strides[NB_MAX_DIMS];
         nb_shape_strides(ndim, shape, strides);
         return nb_tensor_view_of(out, owner, dt, ndim, shape, strides, (int64_t)(at / es));
@@ -234,14 +228,12 @@ static nb_status from_raw(const void *bytes, nb_buffer *owner, bool mapped, size
         return s;
     unsigned char *dst = nb_tensor_data(out);
     const unsigned char *src = bytes;
-    size_t src_es = widen ? 2 : es;
+    size_t src_es = es;
     const int64_t chunk = (int64_t)(1 << 20) / (int64_t)src_es; /* elements */
     for (int64_t i0 = 0; i0 < numel; i0 += chunk) {
         int64_t n = numel - i0 < chunk ? numel - i0 : chunk;
         const unsigned char *s0 = src + (size_t)i0 * src_es;
-        if (widen) {
-            widen16((float *)dst + i0, s0, NULL, n, ot == ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16);
-        } else if (dt == NB_BOOL) {
+        if (dt == NB_BOOL) {
             for (int64_t i = 0; i < n; i++)
                 dst[i0 + i] = s0[i] != 0;
         } else {
@@ -263,6 +255,11 @@ static nb_status from_typed(const Onnx__TensorProto *t, int32_t ot, nb_dtype dt,
     case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: count = t->n_float_data; field = "float_data"; break;
     case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE: count = t->n_double_data; field = "double_data"; break;
     case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: count = t->n_int64_data; field = "int64_data"; break;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32:
+    case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64:
+        count = t->n_uint64_data;
+        field = "uint64_data";
+        break;
     default: count = t->n_int32_data; field = "int32_data"; break;
     }
     if ((int64_t)count != numel)
@@ -277,11 +274,19 @@ static nb_status from_typed(const Onnx__TensorProto *t, int32_t ot, nb_dtype dt,
     case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE: memcpy(dst, t->double_data, count * 8); break;
     case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: memcpy(dst, t->int64_data, count * 8); break;
     case ONNX__TENSOR_PROTO__DATA_TYPE__INT32: memcpy(dst, t->int32_data, count * 4); break;
-    case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16:
-    case ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16:
-        widen16(dst, NULL, t->int32_data, numel, ot == ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16);
+    case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64: memcpy(dst, t->uint64_data, count * 8); break;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32:
+        for (int64_t i = 0; i < numel; i++)
+            ((uint32_t *)dst)[i] = (uint32_t)t->uint64_data[i];
         break;
-    default: { /* UINT8, BOOL */
+    case ONNX__TENSOR_PROTO__DATA_TYPE__INT16:
+    case ONNX__TENSOR_PROTO__DATA_TYPE__UINT16:
+    case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16:
+    case ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16: /* the low 16 bits of each value */
+        for (int64_t i = 0; i < numel; i++)
+            ((uint16_t *)dst)[i] = (uint16_t)(uint32_t)t->int32_data[i];
+        break;
+    default: { /* UINT8, INT8, BOOL: the low 8 bits */
         unsigned char *d = dst;
         for (int64_t i = 0; i < numel; i++)
             d[i] = dt == NB_BOOL ? t->int32_data[i] != 0 : (unsigned char)t->int32_data[i];
@@ -303,14 +308,9 @@ nb_status onnx_tensor_from_proto(const Onnx__TensorProto *t, const onnx_tensor_s
     nb_dtype dt;
     if (ot == ONNX__TENSOR_PROTO__DATA_TYPE__STRING)
         return nb_error(NB_ERR_UNSUPPORTED, "%s: string tensors are not supported", what);
-    if (!onnx_dtype(ot, &dt)) {
-        bool half = ot == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16 ||
-                    ot == ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16;
-        if (!half || src->strict)
-            return nb_error(NB_ERR_UNSUPPORTED, "%s: data type %s (%d) is not supported by nabla",
-                            what, onnx_dtype_name(ot), (int)ot);
-        dt = NB_F32;
-    }
+    if (!onnx_storage_dtype(ot, &dt))
+        return nb_error(NB_ERR_UNSUPPORTED, "%s: data type %s (%d) is not supported by nabla",
+                        what, onnx_dtype_name(ot), (int)ot);
     if (t->segment)
         return nb_error(NB_ERR_UNSUPPORTED, "%s: segmented tensors are not supported", what);
     if (t->n_dims > NB_MAX_DIMS)

@@ -21,9 +21,11 @@ static const struct {
     const char *descr;
     nb_dtype dtype;
 } npy_types[] = {
-    {"<f4", NB_F32}, {"<f8", NB_F64}, {"<i4", NB_I32},
-    {"<i8", NB_I64}, {"|u1", NB_U8},  {"|b1", NB_BOOL},
+    {"<f4", NB_F32}, {"<f8", NB_F64}, {"<i4", NB_I32},  {"<i8", NB_I64},  {"|u1", NB_U8},
+    {"|b1", NB_BOOL}, {"|i1", NB_I8}, {"<i2", NB_I16}, {"<u2", NB_U16}, {"<u4", NB_U32},
+    {"<u8", NB_U64},  {"<f2", NB_F16}, /* bf16: NumPy has no code for it */
 };
+#define NPY_DESCRS "<f4 <f8 <i4 <i8 |u1 |b1 |i1 <i2 <u2 <u4 <u8 <f2"
 
 typedef struct npy_header {
     char descr[64];
@@ -253,7 +255,7 @@ static nb_status check_header(const npy_header *h, const char *path, nb_dtype *d
         ;
     if (i == n)
         return nb_error(NB_ERR_DTYPE, "npy_load '%s': unsupported descr '%s' (supported: "
-                        "<f4 <f8 <i4 <i8 |u1 |b1)", path, h->descr);
+                        NPY_DESCRS ")", path, h->descr);
     *dt = npy_types[i].dtype;
     size_t total = nb_dtype_size(*dt);
     for (int d = 0; d < h->ndim; d++) {
@@ -403,6 +405,9 @@ nb_status nb_npy_save(const char *path, const nb_tensor *t)
         return nb_error(NB_ERR_ARG, "npy_save '%s': tensor is unset or not on the CPU", path);
     if (!nb_dtype_valid((int)t->dtype))
         return nb_error(NB_ERR_DTYPE, "npy_save '%s': invalid dtype %d", path, (int)t->dtype);
+    if (t->dtype == NB_BF16)
+        return nb_error(NB_ERR_DTYPE, "npy_save '%s': bf16 has no NumPy dtype (cast to f32 first)",
+                        path);
     nb_tensor c;
     nb_status s = nb_tensor_is_contiguous(t) ? (nb_tensor_ref(&c, t), NB_OK)
                                              : nb_tensor_contiguous(t, &c);

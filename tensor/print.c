@@ -6,7 +6,7 @@
  * Floats use 4 decimals and a sign column ("% .4f"), or "% .4e" when PyTorch
  * would switch to scientific notation (a nonzero finite |x| above 1e8 or below
  * 1e-4, or a max/min ratio above 1000). Integers print without decimals, bools
- * as True/False; every element of a tensor is right-aligned to one width. A dim
+ * as True/False (u64 as unsigned); f16 and bf16 print as floats; every element of a tensor is right-aligned to one width. A dim
  * longer than 6 shows its first 3 and last 3 entries around "...". A 0-d tensor
  * prints its value unpadded: "tensor(1.5000, dtype=f32)". A newline ends it.
  */
@@ -18,6 +18,17 @@
 #include "tensor/tensor.h"
 
 #define EDGE 3 /* entries kept at each end of an elided dim */
+
+/* Printed with decimals: f32, f64, f16, bf16. */
+static bool is_fp(nb_dtype dt)
+{
+    return nb_dtype_is_float(dt) || nb_dtype_is_half(dt);
+}
+
+static double load(const void *p, nb_dtype dt)
+{
+    return nb_dtype_is_storage(dt) ? nb_dtype_load_f64(p, dt) : nb_load_f64(p, dt);
+}
 
 typedef struct fmt {
     const nb_tensor *t;
@@ -46,14 +57,18 @@ static int format_elem(const fmt *fm, int64_t off, char *buf, size_t size)
 {
     const void *p = fm->base + off * (int64_t)fm->elsize;
     nb_dtype dt = fm->t->dtype;
-    if (nb_dtype_is_float(dt)) {
-        double v = nb_load_f64(p, dt);
+    if (is_fp(dt)) {
+        double v = load(p, dt);
         if (isnan(v)) /* no "-nan": the sign of a NaN means nothing */
             return snprintf(buf, size, " nan");
         return snprintf(buf, size, fm->sci ? "% .4e" : "% .4f", v);
     }
     if (dt == NB_BOOL)
         return snprintf(buf, size, "%s", *(const uint8_t *)p ? "True" : "False");
+    if (dt == NB_U64)
+        return snprintf(buf, size, "%llu", (unsigned long long)nb_dtype_load_i64(p, dt));
+    if (nb_dtype_is_storage(dt))
+        return snprintf(buf, size, "%lld", (long long)nb_dtype_load_i64(p, dt));
     return snprintf(buf, size, "%lld", (long long)nb_load_i64(p, dt));
 }
 
@@ -75,7 +90,7 @@ static void walk(fmt *fm, int dim, int64_t off, visit_fn fn)
 /* Gather the range of nonzero finite magnitudes for the notation choice. */
 static void visit_stats(fmt *fm, int64_t off)
 {
-    double v = fabs(nb_load_f64(fm->base + off * (int64_t)fm->elsize, fm->t->dtype));
+    double v = fabs(load(fm->base + off * (int64_t)fm->elsize, fm->t->dtype));
     if (!isfinite(v) || v == 0.0)
         return;
     if (!fm->any_nonzero || v < fm->nz_min)
@@ -96,7 +111,7 @@ static void visit_width(fmt *fm, int64_t off)
 /* Choose notation and common width from the shown elements. */
 static void choose_format(fmt *fm)
 {
-    if (nb_dtype_is_float(fm->t->dtype)) {
+    if (is_fp(fm->t->dtype)) {
         walk(fm, 0, fm->t->offset, visit_stats);
         fm->sci = fm->any_nonzero && (fm->nz_max > 1e8 || fm->nz_min < 1e-4 ||
                                       fm->nz_max / fm->nz_min > 1000.0);

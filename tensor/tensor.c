@@ -5,9 +5,38 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tensor/half.h"
 #include "tensor/iter.h"
 
 #define NB_ALIGN 64
+
+/* One element of any dtype: the inline loops of tensor/iter.h for the
+ * compute types, tensor/dtype.c's for the storage types. */
+static inline double load_f64(const void *p, nb_dtype t)
+{
+    return nb_dtype_is_storage(t) ? nb_dtype_load_f64(p, t) : nb_load_f64(p, t);
+}
+
+static inline void store_f64(void *p, nb_dtype t, double v)
+{
+    if (nb_dtype_is_storage(t))
+        nb_dtype_store_f64(p, t, v);
+    else
+        nb_store_f64(p, t, v);
+}
+
+static inline int64_t load_i64(const void *p, nb_dtype t)
+{
+    return nb_dtype_is_storage(t) ? nb_dtype_load_i64(p, t) : nb_load_i64(p, t);
+}
+
+static inline void store_i64(void *p, nb_dtype t, int64_t v)
+{
+    if (nb_dtype_is_storage(t))
+        nb_dtype_store_i64(p, t, v);
+    else
+        nb_store_i64(p, t, v);
+}
 
 /* ---- buffers ---------------------------------------------------------- */
 
@@ -146,7 +175,7 @@ nb_status nb_tensor_scalar(nb_tensor *out, nb_dtype dt, double value)
 {
     nb_status s = nb_tensor_empty(out, dt, 0, NULL);
     if (s == NB_OK)
-        nb_store_f64(out->buf->data, dt, value);
+        store_f64(out->buf->data, dt, value);
     return s;
 }
 
@@ -271,7 +300,7 @@ static void *element_ptr(const nb_tensor *t, const int64_t *index, const char *w
 double nb_tensor_get(const nb_tensor *t, const int64_t *index)
 {
     const void *p = element_ptr(t, index, "tensor_get");
-    return p ? nb_load_f64(p, t->dtype) : NAN;
+    return p ? load_f64(p, t->dtype) : NAN;
 }
 
 /* Store value at index (converted); does nothing but set an error if out of range. */
@@ -279,7 +308,7 @@ void nb_tensor_set(nb_tensor *t, const int64_t *index, double value)
 {
     void *p = element_ptr(t, index, "tensor_set");
     if (p)
-        nb_store_f64(p, t->dtype, value);
+        store_f64(p, t->dtype, value);
 }
 
 /* Element at row-major position i of the logical shape. */
@@ -570,6 +599,10 @@ static void move_row(char *d, int64_t ds, const char *s, int64_t ss, int64_t n, 
         for (int64_t k = 0; k < n; k++)
             memcpy(d + k * ds, s + k * ss, 4);
         break;
+    case 2:
+        for (int64_t k = 0; k < n; k++)
+            memcpy(d + k * ds, s + k * ss, 2);
+        break;
     default:
         for (int64_t k = 0; k < n; k++)
             d[k * ds] = s[k * ss];
@@ -577,8 +610,31 @@ static void move_row(char *d, int64_t ds, const char *s, int64_t ss, int64_t n, 
     }
 }
 
+/* Float types: f32, f64, f16, bf16. */
+static bool is_fp(nb_dtype t)
+{
+    return nb_dtype_is_float(t) || nb_dtype_is_half(t);
+}
+
+/* The integer v (u64's bit pattern when is_u64) to the float type dt at p,
+ * rounded once from the integer (not through double, which could round
+ * twice). */
+static void int_to_fp(void *p, nb_dtype dt, int64_t v, bool is_u64)
+{
+    uint64_t u = (uint64_t)v;
+    switch (dt) {
+    case NB_F32: { float f = is_u64 ? (float)u : (float)v; memcpy(p, &f, 4); break; }
+    case NB_F64: { double f = is_u64 ? (double)u : (double)v; memcpy(p, &f, 8); break; }
+    case NB_F16: { uint16_t h = is_u64 ? nb_u64_to_f16(u) : nb_i64_to_f16(v); memcpy(p, &h, 2); break; }
+    default: { uint16_t h = is_u64 ? nb_u64_to_bf16(u) : nb_i64_to_bf16(v); memcpy(p, &h, 2); break; }
+    }
+}
+
 /* Copy one row of n elements between strided locations, converting dtypes.
- * Float involvement goes through double; integer-to-integer stays exact. */
+ * From a float type (f16/bf16 included) through double (exact), rounded or
+ * truncated once into the destination; from an integer to a float type
+ * rounded once from the integer; integer to integer exact, wrapping like a
+ * C cast. */
 static void copy_row(char *d, nb_dtype dd, int64_t ds, const char *s, nb_dtype sd, int64_t ss,
                      int64_t n)
 {
@@ -595,12 +651,15 @@ static void copy_row(char *d, nb_dtype dd, int64_t ds, const char *s, nb_dtype s
     } else if (dd == NB_F64 && sd == NB_F32) {
         for (int64_t k = 0; k < n; k++)
             *(double *)(d + k * ds) = *(const float *)(s + k * ss);
-    } else if (nb_dtype_is_float(dd) || nb_dtype_is_float(sd)) {
+    } else if (is_fp(sd)) {
         for (int64_t k = 0; k < n; k++)
-            nb_store_f64(d + k * ds, dd, nb_load_f64(s + k * ss, sd));
+            store_f64(d + k * ds, dd, load_f64(s + k * ss, sd));
+    } else if (is_fp(dd)) {
+        for (int64_t k = 0; k < n; k++)
+            int_to_fp(d + k * ds, dd, load_i64(s + k * ss, sd), sd == NB_U64);
     } else {
         for (int64_t k = 0; k < n; k++)
-            nb_store_i64(d + k * ds, dd, nb_load_i64(s + k * ss, sd));
+            store_i64(d + k * ds, dd, load_i64(s + k * ss, sd));
     }
 }
 
@@ -656,7 +715,7 @@ nb_status nb_tensor_fill(nb_tensor *t, double value)
         return nb_error(NB_ERR_UNSUPPORTED, "tensor_fill: tensor must be set and on the CPU");
     unsigned char v[8];
     size_t z = nb_dtype_size(t->dtype);
-    nb_store_f64(v, t->dtype, value);
+    store_f64(v, t->dtype, value);
     char *base = t->buf->data;
     const int64_t *strides[1] = {t->strides};
     int64_t offs[1] = {t->offset};
@@ -666,6 +725,11 @@ nb_status nb_tensor_fill(nb_tensor *t, double value)
         int64_t st = it.inner[0];
         if (z == 1 && st == 1) {
             memset(p, v[0], (size_t)it.n);
+        } else if (z == 2) {
+            uint16_t w;
+            memcpy(&w, v, 2);
+            for (int64_t k = 0; k < it.n; k++)
+                ((uint16_t *)p)[k * st] = w;
         } else if (z == 4) {
             uint32_t w;
             memcpy(&w, v, 4);
@@ -701,7 +765,7 @@ static double max_abs_impl(const nb_tensor *a, const nb_tensor *b)
             for (int o = 0; o < 2; o++) {
                 const char *base = ops[o]->buf->data;
                 int64_t z = (int64_t)nb_dtype_size(ops[o]->dtype);
-                v[o] = nb_load_f64(base + (it.off[o] + k * it.inner[o]) * z, ops[o]->dtype);
+                v[o] = load_f64(base + (it.off[o] + k * it.inner[o]) * z, ops[o]->dtype);
             }
             double d = b ? (v[0] == v[1] ? 0.0 : fabs(v[0] - v[1])) : fabs(v[0]);
             if (isnan(d))

@@ -133,7 +133,9 @@ double nb_tensor_max_abs(const nb_tensor *a);
 void nb_tensor_print(FILE *f, const nb_tensor *t);
 
 /* .npy format v1/v2/v3, little-endian, C order (Fortran order is read by
- * transposing); dtypes <f4 <f8 <i4 <i8 |u1 |b1. Malformed files give NB_ERR_FORMAT
+ * transposing); dtypes <f4 <f8 <i4 <i8 |u1 |b1 and the storage dtypes |i1 <i2
+ * <u2 <u4 <u8 <f2 (bf16 has no NumPy dtype: saving one is refused).
+ * Malformed files give NB_ERR_FORMAT
  * with a message naming the file and the problem; another descr gives NB_ERR_DTYPE,
  * a missing file NB_ERR_NOT_FOUND, other open/read/write failures NB_ERR_IO. */
 nb_status nb_npy_load(const char *path, nb_tensor *out);

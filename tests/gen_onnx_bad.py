@@ -211,9 +211,9 @@ def main():
         w_tensor=tensor("w", FLOAT, [16, 4], ext={"location": "no_such_file.bin"})))
     files["string_tensor.onnx"] = model(seed_graph(
         extra_inits=[tensor("s", STRING, [2], strings=[b"a", b"b"])]))
-    files["int8_tensor.onnx"] = model(seed_graph(
-        extra_inits=[tensor("s", INT8, [4], raw=b"\1\2\3\4")]))
-    files["input_int8.onnx"] = model(seed_graph(x_type=INT8))
+    files["complex_tensor.onnx"] = model(seed_graph(
+        extra_inits=[tensor("s", 14, [4], raw=bytes(32))]))
+    files["input_complex.onnx"] = model(seed_graph(x_type=14))
 
     # graph structure
     files["cycle.onnx"] = model(seed_graph(nodes=[

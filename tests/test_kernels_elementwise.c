@@ -662,6 +662,8 @@ static double cast_expect(double v, nb_dtype from, nb_dtype to)
     }
 }
 
+/* Every pair of the compute dtypes (f32 ... bool); the storage dtypes (i8 ...
+ * bf16) have their all-pairs test in tests/test_storage_dtypes.c. */
 START_TEST(test_cast_all_pairs)
 {
     enum { N = 9 };
@@ -669,12 +671,12 @@ START_TEST(test_cast_all_pairs)
     const double iv[N] = {0, 1, -2, 300, -1, 100000, 7, -128, 1099511627779.0};
     const double uv[N] = {0, 1, 2, 255, 128, 7, 200, 3, 9};
     const double bv[N] = {0, 1, 1, 0, 1, 0, 0, 1, 1};
-    for (int f = 0; f < NB_DTYPE_COUNT; f++) {
+    for (int f = 0; f <= NB_BOOL; f++) {
         nb_dtype from = (nb_dtype)f;
         const double *src = is_float(from) ? fv : from == NB_U8 ? uv : from == NB_BOOL ? bv : iv;
         int n = from == NB_I32 ? N - 1 : N; /* the 2^40 value is i64 only */
         nb_tensor x = mk(from, 1, S(n), src);
-        for (int t = 0; t < NB_DTYPE_COUNT; t++) {
+        for (int t = 0; t <= NB_BOOL; t++) {
             nb_dtype to = (nb_dtype)t;
             nb_tensor y = mk_empty(to, 1, S(n));
             ck_assert_int_eq(call1(NB_OP_CAST, &x, &y, NULL), NB_OK);

@@ -8,7 +8,11 @@
  * conformance: ONNX backend test directories (model.onnx and
  * test_data_set_N/{input,output}_K.pb), each run in a child process so that a
  * crash is reported as one, compared the official way (shape and dtype
- * exact; |actual - expected| <= 1e-7 + 1e-3 |expected|; NaN matches NaN);
+ * exact; floats (f16 and bf16 too) |actual - expected| <= 1e-7 + 1e-3
+ * |expected|, NaN matching NaN; integers and bools equal, bit for bit;
+ * the test data holds bfloat16 tensors as UINT16, NumPy having no bfloat16,
+ * so a UINT16 tensor given for a BFLOAT16 input or output is read as its
+ * bits);
  * prints skipped and failed tests with their reasons, a per-op table and
  * "N passed, N failed, N skipped". A DIR without model.onnx is a folder of
  * test directories.
@@ -305,12 +309,15 @@ static bool matches(const nb_tensor *a, const nb_tensor *e, int k, char *reason,
         return false;
     }
     int64_t n = nb_tensor_numel(e);
-    bool fl = nb_dtype_is_float(e->dtype);
+    bool fl = nb_dtype_is_float(e->dtype) || nb_dtype_is_half(e->dtype);
+    bool bits = !fl && nb_tensor_is_contiguous(a) && nb_tensor_is_contiguous(e);
+    size_t es = nb_dtype_size(e->dtype);
     for (int64_t i = 0; i < n; i++) {
         double x = nb_tensor_get_flat(a, i), y = nb_tensor_get_flat(e, i);
         bool ok;
-        if (!fl && e->dtype == NB_I64 && nb_tensor_is_contiguous(a) && nb_tensor_is_contiguous(e))
-            ok = ((const int64_t *)nb_tensor_data(a))[i] == ((const int64_t *)nb_tensor_data(e))[i];
+        if (bits) /* integers exactly, u64 and i64 above 2^53 too */
+            ok = memcmp((const char *)nb_tensor_data(a) + (size_t)i * es,
+                        (const char *)nb_tensor_data(e) + (size_t)i * es, es) == 0;
         else if (isnan(y))
             ok = isnan(x);
         else if (isinf(y))
@@ -350,6 +357,19 @@ static int read_pbs(const char *dir, const char *prefix, nb_tensor *t, nb_status
     return n;
 }
 
+/* ONNX's test data writes bfloat16 tensors as UINT16 (their bits): read them
+ * as bf16 where the model declares BFLOAT16. */
+static void bf16_from_bits(const nb_onnx_model *m, nb_tensor *in, int n_in, nb_tensor *exp,
+                           int n_exp)
+{
+    for (int k = 0; k < n_in && k < nb_onnx_num_inputs(m); k++)
+        if (in[k].dtype == NB_U16 && nb_onnx_input(m, k)->dtype == NB_BF16)
+            in[k].dtype = NB_BF16;
+    for (int k = 0; k < n_exp && k < nb_onnx_num_outputs(m); k++)
+        if (exp[k].dtype == NB_U16 && nb_onnx_output(m, k)->dtype == NB_BF16)
+            exp[k].dtype = NB_BF16;
+}
+
 static void run_test(const char *dir, const char *name, test_result *r)
 {
     char path[4096];
@@ -374,6 +394,8 @@ static void run_test(const char *dir, const char *name, test_result *r)
         int n_in = read_pbs(set, "input", in, &s), n_exp = 0, n_out = NB_ONNX_MAX_IO;
         if (s == NB_OK)
             n_exp = read_pbs(set, "output", exp, &s);
+        if (s == NB_OK)
+            bf16_from_bits(m, in, n_in, exp, n_exp);
         if (s != NB_OK) {
             set_error(r, s, "test data: ");
         } else if ((s = nb_onnx_run(m, n_in, in, &n_out, out)) != NB_OK) {
