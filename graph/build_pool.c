@@ -1,7 +1,8 @@
 /* Builders of pooling and nearest-neighbour upsampling (NCHW), with PyTorch's
  * output-size rules (kernels/pool_params.h) and messages naming the op, the
  * node and the shapes. The *_GRAD ops are made by the VJP rules
- * (autodiff/vjp_pool.c). */
+ * (autodiff/vjp_pool.c). ONNX's MaxPool Indices, MaxUnpool and RoiAlign are here
+ * too; they have no gradient. */
 #include <string.h>
 
 #include "graph/graph_impl.h"
@@ -133,4 +134,85 @@ nb_node *nb_upsample_nearest2d(nb_graph *g, nb_node *x, int64_t scale_h, int64_t
     memcpy(p.in_shape, x->shape, sizeof p.in_shape);
     int64_t shape[4] = {x->shape[0], x->shape[1], x->shape[2] * scale_h, x->shape[3] * scale_w};
     return nb_graph_add_node(g, op, 1, &x, &p, sizeof p, x->dtype, 4, shape);
+}
+
+/* ---- ONNX's index pooling and RoiAlign ------------------------------------- */
+
+nb_node *nb_max_pool2d_indices(nb_graph *g, nb_node *x, const nb_pool_index_args *a)
+{
+    nb_op op = NB_OP_MAX_POOL2D_INDEX;
+    if (!check_x(g, op, "max_pool2d_indices", x))
+        return g->poison;
+    if (!a)
+        return nb_graph_fail(g, NB_ERR_ARG, "max_pool2d_indices '%s': NULL arguments", NAME(op));
+    nb_pool_index_params p;
+    memset(&p, 0, sizeof p);
+    for (int d = 0; d < 2; d++) {
+        if (a->kernel[d] < 1 || a->stride[d] < 1 || a->dilation[d] < 1 || a->pad[d] < 0 ||
+            a->out[d] < 0)
+            return nb_graph_fail(g, NB_ERR_ARG, "max_pool2d_indices '%s': kernel (%lld,%lld), stride (%lld,%lld), dilation (%lld,%lld), pad (%lld,%lld), output (%lld,%lld): kernel, stride and dilation must be >= 1, pad and output >= 0",
+                                 NAME(op), (long long)a->kernel[0], (long long)a->kernel[1],
+                                 (long long)a->stride[0], (long long)a->stride[1],
+                                 (long long)a->dilation[0], (long long)a->dilation[1],
+                                 (long long)a->pad[0], (long long)a->pad[1],
+                                 (long long)a->out[0], (long long)a->out[1]);
+        p.kernel[d] = a->kernel[d];
+        p.stride[d] = a->stride[d];
+        p.pad[d] = a->pad[d];
+        p.dilation[d] = a->dilation[d];
+    }
+    p.column_major = a->column_major;
+    int64_t shape[4] = {x->shape[0], x->shape[1], a->out[0], a->out[1]};
+    return nb_graph_add_node(g, op, 1, &x, &p, sizeof p, NB_I64, 4, shape);
+}
+
+nb_node *nb_max_unpool(nb_graph *g, nb_node *x, nb_node *idx, int ndim, const int64_t *shape)
+{
+    nb_op op = NB_OP_MAX_UNPOOL;
+    nb_node *in[2] = {x, idx};
+    if (nb_graph_check_inputs(g, op, 2, in))
+        return g->poison;
+    if (idx->dtype != NB_I64 || nb_node_numel(idx) != nb_node_numel(x))
+        return nb_graph_fail(g, NB_ERR_ARG, "max_unpool '%s': indices %s %s must be i64 with one per element of x %s",
+                             NAME(op), nb_dtype_name(idx->dtype), nb_node_shape_str(idx),
+                             nb_node_shape_str(x));
+    if (ndim < 1 || ndim > NB_MAX_DIMS || !shape)
+        return nb_graph_fail(g, NB_ERR_SHAPE, "max_unpool '%s': output rank %d is outside [1, %d]",
+                             NAME(op), ndim, NB_MAX_DIMS);
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0)
+            return nb_graph_fail(g, NB_ERR_SHAPE, "max_unpool '%s': output dim %d is negative (%lld)",
+                                 NAME(op), i, (long long)shape[i]);
+    return nb_graph_add_node(g, op, 2, in, NULL, 0, x->dtype, ndim, shape);
+}
+
+nb_node *nb_roi_align(nb_graph *g, nb_node *x, nb_node *rois, nb_node *batch,
+                      const nb_roi_align_args *a)
+{
+    nb_op op = NB_OP_ROI_ALIGN;
+    nb_node *in[3] = {x, rois, batch};
+    if (nb_graph_check_inputs(g, op, 3, in) || !check_x(g, op, "roi_align", x))
+        return g->poison;
+    if (!a)
+        return nb_graph_fail(g, NB_ERR_ARG, "roi_align '%s': NULL arguments", NAME(op));
+    if (rois->ndim != 2 || rois->shape[1] != 4 || rois->dtype != x->dtype)
+        return nb_graph_fail(g, NB_ERR_SHAPE, "roi_align '%s': rois %s %s must be (R, 4) of x's dtype %s",
+                             NAME(op), nb_dtype_name(rois->dtype), nb_node_shape_str(rois),
+                             nb_dtype_name(x->dtype));
+    if (batch->ndim != 1 || batch->shape[0] != rois->shape[0] || batch->dtype != NB_I64)
+        return nb_graph_fail(g, NB_ERR_SHAPE, "roi_align '%s': batch_indices %s %s must be i64 (%lld), one per roi",
+                             NAME(op), nb_dtype_name(batch->dtype), nb_node_shape_str(batch),
+                             (long long)rois->shape[0]);
+    if (a->out_h < 1 || a->out_w < 1 || a->sampling_ratio < 0)
+        return nb_graph_fail(g, NB_ERR_ARG, "roi_align '%s': output (%lld,%lld) must be >= 1 and sampling_ratio %lld >= 0",
+                             NAME(op), (long long)a->out_h, (long long)a->out_w,
+                             (long long)a->sampling_ratio);
+    nb_roi_align_params p;
+    memset(&p, 0, sizeof p);
+    p.spatial_scale = a->spatial_scale;
+    p.sampling_ratio = a->sampling_ratio;
+    p.max_mode = a->max_mode;
+    p.half_pixel = a->half_pixel;
+    int64_t shape[4] = {rois->shape[0], x->shape[1], a->out_h, a->out_w};
+    return nb_graph_add_node(g, op, 3, in, &p, sizeof p, x->dtype, 4, shape);
 }

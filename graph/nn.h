@@ -58,6 +58,56 @@ nb_node *nb_global_avg_pool2d(nb_graph *g, nb_node *x);  /* (N, C, 1, 1) */
 nb_node *nb_adaptive_avg_pool2d(nb_graph *g, nb_node *x, int64_t out_h, int64_t out_w);
 nb_node *nb_upsample_nearest2d(nb_graph *g, nb_node *x, int64_t scale_h, int64_t scale_w);
 
+/* ONNX MaxPool's Indices for x (N, C, H, W) f32/f64: i64 (N, C, out[0],
+ * out[1]), the flat index in x of each window's first maximum, row-major
+ * (h*W + w in the plane) or column_major (w*H + h, ONNX storage_order 1).
+ * Window o of dim d reads o*stride - pad + t*dilation (t < kernel) where in
+ * the image; pad is the leading padding and out the output size, both as
+ * ONNX computed them (any trailing padding, ceil mode, auto_pad). */
+typedef struct nb_pool_index_args {
+    int64_t kernel[2], stride[2], pad[2], dilation[2], out[2];
+    bool column_major;
+} nb_pool_index_args;
+nb_node *nb_max_pool2d_indices(nb_graph *g, nb_node *x, const nb_pool_index_args *a);
+/* ONNX MaxUnpool: zeros of (ndim, shape) and x's dtype with y.flat[idx[i]] =
+ * x[i]; idx i64 with x's element count; an index outside y fails the run. */
+nb_node *nb_max_unpool(nb_graph *g, nb_node *x, nb_node *idx, int ndim, const int64_t *shape);
+/* ONNX RoiAlign: x (N, C, H, W), rois (R, 4) as (x1, y1, x2, y2) of x's
+ * dtype, batch i64 (R) -> (R, C, out_h, out_w); see kernels/pool_params.h. */
+typedef struct nb_roi_align_args {
+    int64_t out_h, out_w, sampling_ratio; /* sampling_ratio 0: adaptive */
+    double spatial_scale;
+    bool max_mode;   /* else average */
+    bool half_pixel; /* else output_half_pixel (opset 10's only mode) */
+} nb_roi_align_args;
+nb_node *nb_roi_align(nb_graph *g, nb_node *x, nb_node *rois, nb_node *batch,
+                      const nb_roi_align_args *a);
+
+/* Determinants of x (..., n, n) f32/f64 -> (...). */
+nb_node *nb_det(nb_graph *g, nb_node *x);
+
+/* ONNX TfIdfVectorizer over integer tokens x (C) or (B, C), i32/i64 -> f32
+ * (out) or (B, out), out = 1 + the largest of ngram_indexes. The pool holds
+ * the n-grams of length 1 from pool[ngram_counts[0]], of length 2 from
+ * pool[ngram_counts[1]] ... (n_counts lengths); n-gram j of the pool (in
+ * that order) counts into column ngram_indexes[j]. Only lengths min_gram ..
+ * max_gram are counted, with skips of up to max_skip tokens between the
+ * items of an n-gram (unigrams once). weights: NULL, or at least one per
+ * column (weights[k] weighs column k). */
+typedef struct nb_tfidf_args {
+    int64_t min_gram, max_gram, max_skip;
+    int mode; /* 0 TF (counts), 1 IDF (weight where count > 0), 2 TFIDF (weight * count) */
+    const int64_t *pool;
+    int64_t pool_len;
+    const int64_t *ngram_counts;
+    int n_counts;
+    const int64_t *ngram_indexes;
+    int64_t n_indexes;
+    const float *weights;
+    int64_t n_weights;
+} nb_tfidf_args;
+nb_node *nb_tfidf(nb_graph *g, nb_node *x, const nb_tfidf_args *a);
+
 /* gamma, beta (C) may be NULL (no affine); running_mean/var (C) are STATE
  * nodes updated in place by each training run. */
 nb_node *nb_batch_norm(nb_graph *g, nb_node *x, nb_node *gamma, nb_node *beta,

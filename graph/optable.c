@@ -34,6 +34,14 @@ static double flops_conv(const nb_node *n)
     return 2.0 * (double)nb_node_numel(w) * (double)nb_shape_numel(3, n->shape + 1);
 }
 
+/* DET: LU of each n x n matrix, about 2/3 n^3 */
+static double flops_det(const nb_node *n)
+{
+    const nb_node *a = n->in[0];
+    double m = (double)a->shape[a->ndim - 1];
+    return (double)nb_node_numel(n) * 2.0 / 3.0 * m * m * m;
+}
+
 #define FLOPS_LEAF flops_none
 #define FLOPS_UNARY flops_elementwise
 #define FLOPS_CAST flops_none
@@ -48,6 +56,8 @@ static double flops_conv(const nb_node *n)
 #define FLOPS_NORM flops_softmax
 #define FLOPS_GATHER flops_none
 #define FLOPS_DROPOUT flops_elementwise
+#define FLOPS_LINALG flops_det
+#define FLOPS_TEXT flops_reduce
 
 static const nb_op_row rows[NB_OP_COUNT] = {
 #define NB_X(e, nm, kind) [NB_OP_##e] = {nm, NB_KIND_##kind, FLOPS_##kind, NB_OP_##e == NB_OP_RESHAPE},

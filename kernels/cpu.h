@@ -19,6 +19,10 @@ nb_status nb_cpu_pool(const nb_kernel_call *c);    /* POOL kinds (kernels/pool.c
 nb_status nb_cpu_norm(const nb_kernel_call *c);    /* NORM kinds (kernels/norm.c) */
 nb_status nb_cpu_gather(const nb_kernel_call *c);  /* GATHER kinds (kernels/gather.c) */
 nb_status nb_cpu_dropout(const nb_kernel_call *c); /* DROPOUT (kernels/gather.c) */
+nb_status nb_cpu_pool_index(const nb_kernel_call *c); /* MAX_POOL2D_INDEX MAX_UNPOOL (kernels/pool_index.c) */
+nb_status nb_cpu_roi_align(const nb_kernel_call *c);  /* ROI_ALIGN (kernels/roi_align.c) */
+nb_status nb_cpu_linalg(const nb_kernel_call *c);     /* LINALG: DET (kernels/linalg.c) */
+nb_status nb_cpu_tfidf(const nb_kernel_call *c);      /* TEXT: TFIDF (kernels/tfidf.c) */
 
 /* Scratch bytes a CONV call needs (im2col and the like), asked at compile time. */
 size_t nb_cpu_conv_workspace(const nb_kernel_call *c);

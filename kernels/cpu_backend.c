@@ -17,6 +17,8 @@
 #define KERNEL_NORM nb_cpu_norm
 #define KERNEL_GATHER nb_cpu_gather
 #define KERNEL_DROPOUT nb_cpu_dropout
+#define KERNEL_LINALG nb_cpu_linalg
+#define KERNEL_TEXT nb_cpu_tfidf
 
 /* MATMUL asks for scratch to copy inputs BLAS cannot read in place, the
  * convolutions for their im2col-style buffers, the norms' affine gradients

@@ -91,6 +91,9 @@
     X(AVG_POOL2D_GRAD, "avg_pool2d_grad", POOL)   /* (gy) -> dx */               \
     X(UPSAMPLE_NEAREST2D, "upsample_nearest2d", POOL)                            \
     X(UPSAMPLE_NEAREST2D_GRAD, "upsample_nearest2d_grad", POOL)                  \
+    X(MAX_POOL2D_INDEX, "max_pool2d_index", POOL) /* (x) -> i64; nb_pool_index_params */ \
+    X(MAX_UNPOOL, "max_unpool", POOL)             /* (x, i64 indices); no params */ \
+    X(ROI_ALIGN, "roi_align", POOL)               /* (x, rois, batch); nb_roi_align_params */ \
     /* normalisation; nb_norm_params (kernels/norm_params.h) */                 \
     X(BATCH_NORM, "batch_norm", NORM)                                            \
     X(BATCH_NORM_GRAD, "batch_norm_grad", NORM)                                  \
@@ -107,7 +110,11 @@
     /* indexing and randomness; kernels/gather_params.h */                      \
     X(GATHER, "gather", GATHER)           /* (x, int indices); nb_gather_params */ \
     X(GATHER_GRAD, "gather_grad", GATHER) /* (gy, indices) -> scatter-add */      \
-    X(DROPOUT, "dropout", DROPOUT)        /* nb_dropout_params */
+    X(DROPOUT, "dropout", DROPOUT)        /* nb_dropout_params */                 \
+    /* linear algebra beyond matmul (kernels/linalg.c) */                       \
+    X(DET, "det", LINALG)                 /* (..., n, n) -> (...); no params */    \
+    /* text (kernels/tfidf.c) */                                                \
+    X(TFIDF, "tfidf", TEXT)               /* (int tokens); kernels/text_params.h */
 
 typedef enum nb_op {
 #define NB_X(e, name, kind) NB_OP_##e,

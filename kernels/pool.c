@@ -26,7 +26,8 @@
  * maxima (and argmaxes) at once, with stride 1 and 2 specialised, so the
  * compiler vectorises across columns. Each column still sees its window in
  * row-major order, so ties and NaNs resolve exactly as PyTorch's scalar loop.
- * Average pooling and upsampling use plain window loops.
+ * Average pooling and upsampling use plain window loops. The index-valued
+ * ops and RoiAlign (POOL kind too) are in pool_index.c and roi_align.c.
  */
 #include <math.h>
 #include <stdint.h>
@@ -428,6 +429,10 @@ nb_status nb_cpu_pool(const nb_kernel_call *c)
 {
     const char *name = nb_op_name(c->op);
     char a[96], b[96];
+    if (c->op == NB_OP_MAX_POOL2D_INDEX || c->op == NB_OP_MAX_UNPOOL)
+        return nb_cpu_pool_index(c);
+    if (c->op == NB_OP_ROI_ALIGN)
+        return nb_cpu_roi_align(c);
     if (!c->in || !c->out || !c->params || c->n_in < 1)
         return nb_error(NB_ERR_ARG, "%s: expects inputs, an output and parameters", name);
     nb_op op = c->op;

@@ -1,17 +1,12 @@
-/* ONNX converters of the neural-network ops: Conv, ConvTranspose, the pools,
- * the normalisations (BatchNormalization also in training mode: batch
+/* ONNX converters of the neural-network ops: Conv, ConvTranspose, the
+ * normalisations (BatchNormalization also in training mode: batch
  * statistics and updated running statistics), Gemm, Flatten, the
  * activations, Softmax and its kin, Dropout (inference, or training with
  * ratio 0) and LRN. Each builds nabla graph nodes from graph.h and
  * nn.h builders, composing from primitives where nabla has no single op
  * (HardSwish, Mish, Selu, PRelu, Hardmax, LRN...). Spatial ops take 1-D and
  * 2-D inputs (1-D runs as 2-D on a height-1 image); 3-D fails clearly.
- *
- * Pools follow ONNX's window rules rather than PyTorch's: asymmetric pads,
- * auto_pad SAME_*, ceil mode and dilations. The common case (symmetric pads
- * of at most half the kernel, no dilation) is one nabla pool node; otherwise
- * the input is padded explicitly, pooled without padding and, for average
- * pools, rescaled by a constant of the true divisors. */
+ * The pools are in onnx_ops_pool.c. */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -19,7 +14,6 @@
 
 #include "models/onnx_convert.h"
 
-#include "kernels/pool_params.h"
 #include "tensor/shape.h"
 
 /* ---- shared helpers ------------------------------------------------------- */
@@ -329,166 +323,6 @@ static nb_status conv_transpose(onnx_node_ctx *c)
     if (nd == 1)
         y = nb_squeeze(g, y, 2);
     return finish(c, 0, y);
-}
-
-/* ---- pools ---------------------------------------------------------------- */
-
-/* The number of the k taps of window o (stride s, dilation d, pad pb) that
- * fall in [lo, hi) of the unpadded coordinates. */
-static int64_t taps_in(const window *w, int i, int64_t o, int64_t lo, int64_t hi)
-{
-    int64_t n = 0, start = o * w->s[i] - w->pb[i];
-    for (int64_t t = 0; t < w->k[i]; t++) {
-        int64_t p = start + t * w->d[i];
-        n += p >= lo && p < hi;
-    }
-    return n;
-}
-
-/* Pool x (N, C, H, W) over window w (2 dims). is_max, else average with
- * count_include_pad (pads count, the overhang of ceil mode does not). */
-static nb_node *pool2d(onnx_node_ctx *c, nb_node *x, const window *w, bool is_max, bool cip,
-                       bool ceil_mode)
-{
-    nb_graph *g = c->g;
-    bool fast = true;
-    for (int i = 0; i < 2; i++)
-        fast = fast && w->d[i] == 1 && w->pb[i] == w->pe[i] && 2 * w->pb[i] <= w->k[i] &&
-               nb_pool_out_size(w->in[i], w->k[i], w->s[i], w->pb[i], ceil_mode) == w->out[i];
-    if (fast && !is_max && ceil_mode && cip)
-        fast = false; /* PyTorch and ONNX count the overhang differently */
-    if (fast) {
-        nb_pool_args a = {{w->k[0], w->k[1]}, {w->s[0], w->s[1]}, {w->pb[0], w->pb[1]},
-                          ceil_mode, cip};
-        return is_max ? nb_max_pool2d(g, x, &a) : nb_avg_pool2d(g, x, &a);
-    }
-    /* pad explicitly, to cover every window of the output */
-    int64_t pads[8] = {0}, span[2];
-    for (int i = 0; i < 2; i++) {
-        span[i] = (w->k[i] - 1) * w->d[i] + 1;
-        int64_t need = (w->out[i] - 1) * w->s[i] + span[i];
-        int64_t have = w->in[i] + w->pb[i] + w->pe[i];
-        pads[4 + 2 * i] = w->pb[i];
-        pads[5 + 2 * i] = w->pe[i] + (need > have ? need - have : 0);
-    }
-    nb_node *xp = nb_pad(g, x, pads, is_max ? -INFINITY : 0.0);
-    nb_node *y = NULL;
-    if (w->d[0] == 1 && w->d[1] == 1) {
-        nb_pool_args a = {{w->k[0], w->k[1]}, {w->s[0], w->s[1]}, {0, 0}, false, true};
-        y = is_max ? nb_max_pool2d(g, xp, &a) : nb_avg_pool2d(g, xp, &a);
-        for (int i = 0; i < 2; i++)
-            y = nb_slice(g, y, 2 + i, 0, w->out[i], 1);
-    } else { /* dilated: max or mean of the k0*k1 strided taps */
-        for (int64_t t0 = 0; t0 < w->k[0]; t0++)
-            for (int64_t t1 = 0; t1 < w->k[1]; t1++) {
-                int64_t b0 = t0 * w->d[0], b1 = t1 * w->d[1];
-                nb_node *v = nb_slice(g, xp, 2, b0, b0 + (w->out[0] - 1) * w->s[0] + 1, w->s[0]);
-                v = nb_slice(g, v, 3, b1, b1 + (w->out[1] - 1) * w->s[1] + 1, w->s[1]);
-                y = !y ? v : is_max ? nb_maximum(g, y, v) : nb_add(g, y, v);
-            }
-        if (!is_max)
-            y = nb_mul_scalar(g, y, 1.0 / (double)(w->k[0] * w->k[1]));
-    }
-    if (is_max || nb_graph_status(g) != NB_OK)
-        return y;
-    /* y divides by k0*k1; rescale to the true divisor of each window */
-    int64_t shape[4] = {1, 1, w->out[0], w->out[1]};
-    nb_tensor f;
-    if (nb_tensor_empty(&f, nb_node_dtype(x), 4, shape) != NB_OK)
-        return nb_graph_fail(g, NB_ERR_ALLOC, "%s: out of memory", c->node->op_type);
-    bool all_one = true;
-    double K = (double)(w->k[0] * w->k[1]);
-    for (int64_t o0 = 0; o0 < w->out[0]; o0++)
-        for (int64_t o1 = 0; o1 < w->out[1]; o1++) {
-            int64_t n0 = cip ? taps_in(w, 0, o0, -w->pb[0], w->in[0] + w->pe[0])
-                             : taps_in(w, 0, o0, 0, w->in[0]);
-            int64_t n1 = cip ? taps_in(w, 1, o1, -w->pb[1], w->in[1] + w->pe[1])
-                             : taps_in(w, 1, o1, 0, w->in[1]);
-            double v = n0 * n1 > 0 ? K / (double)(n0 * n1) : NAN;
-            all_one = all_one && v == 1.0;
-            nb_tensor_set(&f, (int64_t[]){0, 0, o0, o1}, v);
-        }
-    if (!all_one)
-        y = nb_mul(g, y, nb_constant(g, &f));
-    nb_tensor_release(&f);
-    return y;
-}
-
-/* MaxPool and AveragePool. */
-static nb_status pool(onnx_node_ctx *c, bool is_max)
-{
-    nb_node *x = need_in(c, 0);
-    if (!x)
-        return NB_ERR_ARG;
-    int nd = spatial_rank(c, x);
-    if (nd < 0)
-        return NB_ERR_UNSUPPORTED;
-    if (is_max && onnx_attr_int(c, "storage_order", 0) != 0)
-        return onnx_fail(c, NB_ERR_UNSUPPORTED, "storage_order %lld is not supported (only 0)",
-                         (long long)onnx_attr_int(c, "storage_order", 0));
-    if (is_max && no_outputs_from(c, 1, "MaxPool's Indices output") != NB_OK)
-        return NB_ERR_UNSUPPORTED;
-    window w = {.nd = 2, .in = {1, 1}, .k = {1, 1}, .s = {1, 1}, .d = {1, 1}};
-    window r = {.nd = nd};
-    if (!dims_attr(c, "kernel_shape", nd, 0, 1, r.k))
-        return NB_ERR_ARG;
-    if (r.k[0] == 0)
-        return onnx_fail(c, NB_ERR_ARG, "attribute kernel_shape is required");
-    for (int i = 0; i < nd; i++)
-        r.in[i] = nb_node_shape(x)[2 + i];
-    bool ceil_mode = onnx_attr_int(c, "ceil_mode", 0) != 0;
-    if (!read_window(c, &r, ceil_mode))
-        return NB_ERR_ARG;
-    /* 1-D runs on a height-1 image: the real dim is the width */
-    for (int i = 0; i < nd; i++) {
-        int j = nd == 1 ? 1 : i;
-        w.in[j] = r.in[i], w.k[j] = r.k[i], w.s[j] = r.s[i], w.d[j] = r.d[i];
-        w.pb[j] = r.pb[i], w.pe[j] = r.pe[i], w.out[j] = r.out[i];
-    }
-    if (nd == 1)
-        w.out[0] = 1;
-    nb_graph *g = c->g;
-    nb_dtype dt = nb_node_dtype(x);
-    if (!nb_dtype_is_float(dt)) {
-        if (!is_max)
-            return onnx_fail(c, NB_ERR_DTYPE, "input dtype %s is not supported", nb_dtype_name(dt));
-        x = nb_cast(g, x, NB_F32);
-    }
-    if (nd == 1)
-        x = nb_unsqueeze(g, x, 2);
-    bool cip = onnx_attr_int(c, "count_include_pad", 0) != 0;
-    nb_node *y = pool2d(c, x, &w, is_max, cip, ceil_mode);
-    if (nd == 1)
-        y = nb_squeeze(g, y, 2);
-    if (!nb_dtype_is_float(dt))
-        y = nb_cast(g, y, dt);
-    return finish(c, 0, y);
-}
-
-static nb_status max_pool(onnx_node_ctx *c) { return pool(c, true); }
-static nb_status average_pool(onnx_node_ctx *c) { return pool(c, false); }
-
-/* GlobalAveragePool / GlobalMaxPool: the mean / max over every spatial dim. */
-static nb_status global_pool(onnx_node_ctx *c, bool is_max)
-{
-    nb_node *x = need_in(c, 0);
-    if (!x)
-        return NB_ERR_ARG;
-    int r = nb_node_ndim(x), axes[NB_MAX_DIMS];
-    if (r < 3)
-        return onnx_fail(c, NB_ERR_SHAPE, "input %s needs spatial dims", nb_node_shape_str(x));
-    for (int i = 2; i < r; i++)
-        axes[i - 2] = i;
-    nb_node *y = is_max ? nb_max(c->g, x, r - 2, axes, true) : nb_mean(c->g, x, r - 2, axes, true);
-    return finish(c, 0, y);
-}
-
-static nb_status global_average_pool(onnx_node_ctx *c) { return global_pool(c, false); }
-static nb_status global_max_pool(onnx_node_ctx *c) { return global_pool(c, true); }
-
-static nb_status lp_pool(onnx_node_ctx *c)
-{
-    return onnx_fail(c, NB_ERR_UNSUPPORTED, "LpPool is not supported");
 }
 
 /* ---- normalisation ------------------------------------------------------------ */
@@ -937,11 +771,6 @@ static nb_status dropout(onnx_node_ctx *c)
 const onnx_op_entry nb_onnx_ops_nn[] = {
     {NULL, "Conv", 1, 0, conv},
     {NULL, "ConvTranspose", 1, 0, conv_transpose},
-    {NULL, "MaxPool", 1, 0, max_pool},
-    {NULL, "AveragePool", 1, 0, average_pool},
-    {NULL, "GlobalAveragePool", 1, 0, global_average_pool},
-    {NULL, "GlobalMaxPool", 1, 0, global_max_pool},
-    {NULL, "LpPool", 1, 0, lp_pool},
     {NULL, "BatchNormalization", 1, 0, batch_normalization},
     {NULL, "InstanceNormalization", 1, 0, instance_normalization},
     {NULL, "LayerNormalization", 17, 0, layer_normalization},
