@@ -45,9 +45,16 @@ bool nb_dw_enabled(void)
     return atomic_load(&env) == 1;
 }
 
+/* The tap loops run over a multiple of LANES entries (no scalar tail); the
+ * entries past n read and write the SLACK floats after the phases and after
+ * the accumulator, and are dropped. */
+#define LANES 16
+#define SLACK LANES
+
 typedef struct shape {
     int64_t Hq, Wq, phase; /* phase plane rows, columns, floats */
     int64_t n;             /* accumulator entries: (OH - 1) * Wq + OW */
+    int64_t nv;            /* n rounded up to LANES */
 } shape;
 
 static shape shape_of(const nb_dw *g)
@@ -57,6 +64,7 @@ static shape shape_of(const nb_dw *g)
     s.Wq = g->OW + (g->KW - 1) * g->d1 / g->s1;
     s.phase = s.Hq * s.Wq;
     s.n = g->OH > 0 && g->OW > 0 ? (g->OH - 1) * s.Wq + g->OW : 0;
+    s.nv = (s.n + LANES - 1) / LANES * LANES;
     return s;
 }
 
@@ -65,7 +73,7 @@ static shape shape_of(const nb_dw *g)
 static size_t slot_floats(const nb_dw *g)
 {
     shape s = shape_of(g);
-    size_t f = (size_t)(g->s0 * g->s1 * s.phase) + (size_t)(g->OH * s.Wq);
+    size_t f = (size_t)(g->s0 * g->s1 * s.phase) + SLACK + (size_t)(g->OH * s.Wq) + SLACK;
     return (f + 15) & ~(size_t)15;
 }
 
@@ -93,17 +101,19 @@ static inline __attribute__((always_inline)) void make_phases(const nb_dw *g, co
             while (ch > cl && (ch - 1) * g->s1 + b - g->p1 >= g->W)
                 ch--;
             for (int64_t r = 0; r < s->Hq; r++) {
-                float *d = dst + r * s->Wq;
+                float *restrict d = dst + r * s->Wq; /* never the input: no overlap checks */
                 int64_t ih = r * g->s0 + a - g->p0;
                 if (ih < 0 || ih >= g->H || cl >= ch) {
-                    memset(d, 0, (size_t)s->Wq * sizeof(float));
+                    for (int64_t c = 0; c < s->Wq; c++)
+                        d[c] = 0;
                     continue;
                 }
-                const float *src = x + ih * g->W + b - g->p1;
+                const float *restrict src = x + ih * g->W + b - g->p1;
                 for (int64_t c = 0; c < cl; c++)
                     d[c] = 0;
-                if (g->s1 == 1)
-                    memcpy(d + cl, src + cl, (size_t)(ch - cl) * sizeof(float));
+                if (g->s1 == 1) /* loops, not memcpy: rows are short in small planes */
+                    for (int64_t c = cl; c < ch; c++)
+                        d[c] = src[c];
                 else if (g->s1 == 2) /* a constant stride vectorises (permutes) */
                     for (int64_t c = cl; c < ch; c++)
                         d[c] = src[c * 2];
@@ -127,7 +137,7 @@ CLONES static void plane(const nb_dw *g, const shape *s, const float *x, const f
                   float *y, float *ph, float *acc)
 {
     make_phases(g, s, x, ph);
-    const int64_t taps = g->KH * g->KW, n = s->n;
+    const int64_t taps = g->KH * g->KW, n = s->nv; /* rounded up: no scalar tail */
     const float *src[9];
     float wt[9];
     int64_t t0 = 0;
@@ -204,7 +214,9 @@ static void run_slots(void *ctx, int64_t s0, int64_t s1)
     const nb_dw *g = j->g;
     for (int64_t sl = s0; sl < s1; sl++) {
         float *ph = j->ws + (size_t)sl * j->slot;
-        float *acc = ph + g->s0 * g->s1 * j->s.phase;
+        float *acc = ph + g->s0 * g->s1 * j->s.phase + SLACK;
+        for (int i = 0; i < SLACK; i++) /* read by the last rounded-up entries: keep them defined */
+            acc[-SLACK + i] = 0.0f;
         int64_t b = sl * j->planes / j->nslots, e = (sl + 1) * j->planes / j->nslots;
         for (int64_t pl = b; pl < e; pl++) {
             int64_t c = pl % g->C;

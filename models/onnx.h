@@ -108,6 +108,7 @@ typedef struct nb_onnx_summary {
     nb_onnx_op_count ops[256];
     int64_t params, param_bytes;
     double flops;
+    int fused_bn, fused_act; /* nodes folded at load: BatchNormalization, Relu/Clip into Convs */
 } nb_onnx_summary;
 /* Everything but flops is filled even when building the graph for the FLOPs
  * fails (the status says why; flops is then -1). inputs NULL or n_in 0: the

@@ -109,6 +109,25 @@ static nb_status fold_bn(nb_onnx_model *m, int c, int b, int *w2, int *b2)
     return NB_OK;
 }
 
+/* How many node inputs read each value (graph outputs count 2, so that they
+ * are never fused away) and which node produces it (-1: none). */
+static void readers_and_producers(const nb_onnx_model *m, int *readers, int *producer)
+{
+    for (int v = 0; v < m->n_values; v++)
+        producer[v] = -1;
+    for (int k = 0; k < m->n_nodes; k++) {
+        const Onnx__NodeProto *n = m->nodes[k];
+        int nin = m->node_io_at[k + 1] - m->node_io_at[k] - (int)n->n_output;
+        for (int i = 0; i < nin; i++)
+            if (m->node_io[m->node_io_at[k] + i] >= 0)
+                readers[m->node_io[m->node_io_at[k] + i]]++;
+        for (size_t o = 0; o < n->n_output; o++)
+            producer[m->node_io[m->node_io_at[k] + nin + (int)o]] = k;
+    }
+    for (int i = 0; i < m->n_out; i++)
+        readers[m->out_value[i]] += 2;
+}
+
 /* Fold every fusable Conv -> BatchNormalization pair: the Conv reads the new
  * weight and bias, the BN node goes, and its readers read the Conv instead.
  * Initializers nothing reads any more are released. */
@@ -123,21 +142,10 @@ nb_status onnx_fuse_conv_bn(nb_onnx_model *m)
         st = nb_error(NB_ERR_ALLOC, "onnx_load '%s': out of memory", m->what);
         goto done;
     }
-    for (int v = 0; v < nv; v++)
-        producer[v] = -1;
     int pairs = 0;
-    for (int k = 0; k < nn; k++) {
-        const Onnx__NodeProto *n = m->nodes[k];
-        int nin = m->node_io_at[k + 1] - m->node_io_at[k] - (int)n->n_output;
-        for (int i = 0; i < nin; i++)
-            if (m->node_io[m->node_io_at[k] + i] >= 0)
-                readers[m->node_io[m->node_io_at[k] + i]]++;
-        for (size_t o = 0; o < n->n_output; o++)
-            producer[m->node_io[m->node_io_at[k] + nin + (int)o]] = k;
+    readers_and_producers(m, readers, producer);
+    for (int k = 0; k < nn; k++)
         bn_of[k] = -1;
-    }
-    for (int i = 0; i < m->n_out; i++)
-        readers[m->out_value[i]] += 2; /* a graph output is never folded away */
     for (int b = 0; b < nn; b++) {
         int x = m->nodes[b]->n_input ? m->node_io[m->node_io_at[b]] : -1;
         int c = x >= 0 ? producer[x] : -1;
@@ -360,20 +368,9 @@ nb_status onnx_fuse_conv_act(nb_onnx_model *m)
         st = nb_error(NB_ERR_ALLOC, "onnx_load '%s': out of memory", m->what);
         goto done;
     }
-    for (int v = 0; v < nv; v++)
-        producer[v] = -1;
-    for (int k = 0; k < nn; k++) {
-        const Onnx__NodeProto *n = m->nodes[k];
-        int nin = m->node_io_at[k + 1] - m->node_io_at[k] - (int)n->n_output;
-        for (int i = 0; i < nin; i++)
-            if (m->node_io[m->node_io_at[k] + i] >= 0)
-                readers[m->node_io[m->node_io_at[k] + i]]++;
-        for (size_t o = 0; o < n->n_output; o++)
-            producer[m->node_io[m->node_io_at[k] + nin + (int)o]] = k;
+    readers_and_producers(m, readers, producer);
+    for (int k = 0; k < nn; k++)
         act_of[k] = -1;
-    }
-    for (int i = 0; i < m->n_out; i++)
-        readers[m->out_value[i]] += 2; /* a graph output is never fused away */
     for (int a = 0; a < nn; a++) {
         int x = m->nodes[a]->n_input ? m->node_io[m->node_io_at[a]] : -1;
         int c = x >= 0 ? producer[x] : -1;

@@ -790,6 +790,8 @@ nb_status nb_onnx_summarize(nb_onnx_model *m, int n_in, const nb_tensor *inputs,
         s->ops[j].count++;
     }
     s->params = m->params;
+    s->fused_bn = m->n_fused;
+    s->fused_act = m->n_fused_act;
     s->param_bytes = m->param_bytes;
     s->flops = -1;
     nb_tensor made[NB_ONNX_MAX_IO] = {{0}};

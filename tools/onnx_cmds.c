@@ -215,6 +215,8 @@ int cmd_onnx_info(int argc, char **argv)
     printf("nodes:     %d (%d op types)\n", s.n_nodes, s.n_op_types);
     for (int i = 0; i < s.n_op_types; i++)
         printf("  %-24s %d\n", s.ops[i].op_type, s.ops[i].count);
+    printf("fused:     %d BatchNormalization and %d Relu/Clip into the Conv before them\n",
+           s.fused_bn, s.fused_act);
     printf("params:    %lld (%s bytes)\n", (long long)s.params,
            human((double)s.param_bytes, buf, sizeof buf));
     if (st == NB_OK) {
