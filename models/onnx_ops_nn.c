@@ -12,47 +12,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "models/onnx_convert.h"
+#include "models/onnx_ops_util.h"
 
 #include "tensor/shape.h"
 
-/* ---- shared helpers ------------------------------------------------------- */
-
-/* Set output i to y, or fail with the graph's message when building failed. */
-static nb_status finish(onnx_node_ctx *c, int i, nb_node *y)
-{
-    nb_status s = nb_graph_status(c->g);
-    if (s != NB_OK || !y)
-        return onnx_fail(c, s != NB_OK ? s : NB_ERR_ARG, "%s",
-                         s != NB_OK ? nb_graph_error(c->g) : "no result");
-    return onnx_set_out(c, i, y);
-}
-
-/* Whether output i is wanted (present and named). */
-static bool out_wanted(const onnx_node_ctx *c, int i)
-{
-    return i < c->n_out && i < (int)c->node->n_output && c->node->output[i] &&
-           c->node->output[i][0];
-}
+/* ---- helpers (finish, out_wanted, need_in and the window ones are shared
+ * with the pools: onnx_ops_util.h, onnx_ops_window.c) ------------------------ */
 
 /* Fail when any output from `from` on is wanted. */
 static nb_status no_outputs_from(onnx_node_ctx *c, int from, const char *why)
 {
     for (int i = from; i < c->n_out; i++)
-        if (out_wanted(c, i))
+        if (onnx_out_wanted(c, i))
             return onnx_fail(c, NB_ERR_UNSUPPORTED, "output %d ('%s') is not supported (%s)", i,
                              c->node->output[i], why);
     return NB_OK;
-}
-
-/* Input i as a node, failing (already reported) when absent. */
-static nb_node *need_in(onnx_node_ctx *c, int i)
-{
-    if (!onnx_has_in(c, i)) {
-        onnx_fail(c, NB_ERR_ARG, "input %d is required", i);
-        return NULL;
-    }
-    return onnx_in(c, i);
 }
 
 static nb_node *scalar_like(onnx_node_ctx *c, nb_node *x, double v)
@@ -67,110 +41,6 @@ static nb_node *in_as(onnx_node_ctx *c, int i, nb_node *x)
     if (t && nb_node_dtype(t) != nb_node_dtype(x))
         t = nb_cast(c->g, t, nb_node_dtype(x));
     return t;
-}
-
-/* The auto_pad attribute: 0 NOTSET, 1 SAME_UPPER, 2 SAME_LOWER, 3 VALID, -1 other. */
-static int auto_pad(onnx_node_ctx *c)
-{
-    char buf[32];
-    const char *v = onnx_attr_string(c, "auto_pad", "NOTSET", buf, sizeof buf);
-    static const char *names[] = {"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"};
-    for (int i = 0; i < 4; i++)
-        if (!strcmp(v, names[i]))
-            return i;
-    onnx_fail(c, NB_ERR_UNSUPPORTED, "auto_pad '%s' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID", v);
-    return -1;
-}
-
-/* Window geometry of a 1-D or 2-D spatial op (nd dims). */
-typedef struct window {
-    int nd;
-    int64_t in[2], k[2], s[2], d[2], pb[2], pe[2], out[2];
-} window;
-
-/* A per-dim ints attribute of nd values into v (default def); false after
- * onnx_fail when its length is wrong or a value is out of range. */
-static bool dims_attr(onnx_node_ctx *c, const char *name, int nd, int64_t def, int64_t min,
-                      int64_t *v)
-{
-    const int64_t *a;
-    int n = onnx_attr_ints(c, name, &a);
-    for (int i = 0; i < nd; i++)
-        v[i] = def;
-    if (n < 0)
-        return true;
-    if (n != nd) {
-        onnx_fail(c, NB_ERR_ARG, "attribute %s has %d values, expected %d", name, n, nd);
-        return false;
-    }
-    for (int i = 0; i < nd; i++) {
-        if (a[i] < min) {
-            onnx_fail(c, NB_ERR_ARG, "attribute %s[%d] = %lld must be >= %lld", name, i,
-                      (long long)a[i], (long long)min);
-            return false;
-        }
-        v[i] = a[i];
-    }
-    return true;
-}
-
-/* The spatial rank of x (rank - 2), failing unless it is 1 or 2. */
-static int spatial_rank(onnx_node_ctx *c, nb_node *x)
-{
-    int nd = nb_node_ndim(x) - 2;
-    if (nd == 1 || nd == 2)
-        return nd;
-    onnx_fail(c, NB_ERR_UNSUPPORTED, "input %s: only 1-D and 2-D spatial inputs are supported "
-              "(N, C, L) or (N, C, H, W), not %d-D", nb_node_shape_str(x), nd < 0 ? 0 : nd);
-    return -1;
-}
-
-/* Read strides, dilations, pads and auto_pad of a conv or pool into w (k and
- * in already set) and the output size (ceil for pools in ceil mode). */
-static bool read_window(onnx_node_ctx *c, window *w, bool ceil_mode)
-{
-    int nd = w->nd;
-    int ap = auto_pad(c);
-    if (ap < 0)
-        return false;
-    if (!dims_attr(c, "strides", nd, 1, 1, w->s) || !dims_attr(c, "dilations", nd, 1, 1, w->d))
-        return false;
-    const int64_t *p;
-    int np = onnx_attr_ints(c, "pads", &p);
-    for (int i = 0; i < nd; i++)
-        w->pb[i] = w->pe[i] = 0;
-    if (ap == 0 && np >= 0) {
-        if (np != 2 * nd)
-            return onnx_fail(c, NB_ERR_ARG, "attribute pads has %d values, expected %d", np,
-                             2 * nd), false;
-        for (int i = 0; i < nd; i++) {
-            w->pb[i] = p[i];
-            w->pe[i] = p[nd + i];
-            if (w->pb[i] < 0 || w->pe[i] < 0)
-                return onnx_fail(c, NB_ERR_ARG, "negative pads are not supported"), false;
-        }
-    }
-    for (int i = 0; i < nd; i++) {
-        int64_t span = (w->k[i] - 1) * w->d[i] + 1;
-        if (ap == 1 || ap == 2) {
-            int64_t out = (w->in[i] + w->s[i] - 1) / w->s[i];
-            int64_t total = (out - 1) * w->s[i] + span - w->in[i];
-            if (total < 0)
-                total = 0;
-            w->pb[i] = ap == 1 ? total / 2 : total - total / 2;
-            w->pe[i] = total - w->pb[i];
-        }
-        int64_t num = w->in[i] + w->pb[i] + w->pe[i] - span;
-        if (num < 0)
-            return onnx_fail(c, NB_ERR_SHAPE, "kernel %lld (dilation %lld) is larger than the "
-                             "padded input %lld", (long long)w->k[i], (long long)w->d[i],
-                             (long long)(w->in[i] + w->pb[i] + w->pe[i])), false;
-        w->out[i] = (ceil_mode ? (num + w->s[i] - 1) / w->s[i] : num / w->s[i]) + 1;
-        /* the last window must start inside the input or the left padding */
-        if (ceil_mode && (w->out[i] - 1) * w->s[i] >= w->in[i] + w->pb[i])
-            w->out[i]--;
-    }
-    return true;
 }
 
 /* ---- Conv, ConvTranspose ---------------------------------------------------- */
@@ -192,11 +62,11 @@ static bool check_kernel_shape(onnx_node_ctx *c, nb_node *wt, int nd)
 
 static nb_status conv(onnx_node_ctx *c)
 {
-    nb_node *x = need_in(c, 0), *wt = x ? need_in(c, 1) : NULL;
+    nb_node *x = onnx_need_in(c, 0), *wt = x ? onnx_need_in(c, 1) : NULL;
     if (!wt)
         return nb_graph_status(c->g) ? nb_graph_status(c->g) : NB_ERR_ARG;
     nb_node *b = onnx_has_in(c, 2) ? onnx_in(c, 2) : NULL;
-    int nd = spatial_rank(c, x);
+    int nd = onnx_spatial_rank(c, x, 2);
     if (nd < 0)
         return NB_ERR_UNSUPPORTED;
     if (nb_node_ndim(wt) != nd + 2)
@@ -204,12 +74,12 @@ static nb_status conv(onnx_node_ctx *c)
                          nb_node_shape_str(wt), nd + 2, nb_node_shape_str(x));
     if (!check_kernel_shape(c, wt, nd))
         return NB_ERR_SHAPE;
-    window w = {.nd = nd};
+    onnx_window w = {.nd = nd};
     for (int i = 0; i < nd; i++) {
         w.in[i] = nb_node_shape(x)[2 + i];
         w.k[i] = nb_node_shape(wt)[2 + i];
     }
-    if (!read_window(c, &w, false))
+    if (!onnx_read_window(c, &w, false))
         return NB_ERR_ARG;
     nb_conv_args a = {.groups = onnx_attr_int(c, "group", 1)};
     for (int i = 0; i < nd; i++) {
@@ -220,7 +90,7 @@ static nb_status conv(onnx_node_ctx *c)
     }
     a.clamp = onnx_fused_clamp(c->node, &a.clamp_min, &a.clamp_max);
     nb_node *y = nd == 1 ? nb_conv1d(c->g, x, wt, b, &a) : nb_conv2d(c->g, x, wt, b, &a);
-    return finish(c, 0, y);
+    return onnx_finish(c, 0, y);
 }
 
 /* ConvTranspose: out = s (in - 1) + op + (k - 1) d + 1 - pb - pe. With
@@ -228,11 +98,11 @@ static nb_status conv(onnx_node_ctx *c)
  * total; SAME_UPPER puts the odd one at the end, the others at the start. */
 static nb_status conv_transpose(onnx_node_ctx *c)
 {
-    nb_node *x = need_in(c, 0), *wt = x ? need_in(c, 1) : NULL;
+    nb_node *x = onnx_need_in(c, 0), *wt = x ? onnx_need_in(c, 1) : NULL;
     if (!wt)
         return nb_graph_status(c->g) ? nb_graph_status(c->g) : NB_ERR_ARG;
     nb_node *b = onnx_has_in(c, 2) ? onnx_in(c, 2) : NULL;
-    int nd = spatial_rank(c, x);
+    int nd = onnx_spatial_rank(c, x, 2);
     if (nd < 0)
         return NB_ERR_UNSUPPORTED;
     if (nb_node_ndim(wt) != nd + 2)
@@ -240,10 +110,11 @@ static nb_status conv_transpose(onnx_node_ctx *c)
                          nb_node_shape_str(wt), nd + 2, nb_node_shape_str(x));
     if (!check_kernel_shape(c, wt, nd))
         return NB_ERR_SHAPE;
-    int ap = auto_pad(c);
+    int ap = onnx_auto_pad(c);
     int64_t s[2], d[2], op[2], pb[2] = {0, 0}, pe[2] = {0, 0};
-    if (ap < 0 || !dims_attr(c, "strides", nd, 1, 1, s) || !dims_attr(c, "dilations", nd, 1, 1, d) ||
-        !dims_attr(c, "output_padding", nd, 0, 0, op))
+    if (ap < 0 || !onnx_dims_attr(c, "strides", nd, 1, 1, s) ||
+        !onnx_dims_attr(c, "dilations", nd, 1, 1, d) ||
+        !onnx_dims_attr(c, "output_padding", nd, 0, 0, op))
         return NB_ERR_ARG;
     const int64_t *p, *os;
     int np = onnx_attr_ints(c, "pads", &p), nos = onnx_attr_ints(c, "output_shape", &os);
@@ -322,7 +193,7 @@ static nb_status conv_transpose(onnx_node_ctx *c)
     }
     if (nd == 1)
         y = nb_squeeze(g, y, 2);
-    return finish(c, 0, y);
+    return onnx_finish(c, 0, y);
 }
 
 /* ---- normalisation ------------------------------------------------------------ */
@@ -346,13 +217,13 @@ static nb_status batch_norm_training(onnx_node_ctx *c, nb_node *x, double eps)
     nb_node *y = nb_mul(g, xc, nb_rsqrt(g, nb_add_scalar(g, var, eps)));
     y = nb_add(g, nb_mul(g, y, nb_reshape(g, in_as(c, 1, x), r, shape)),
                nb_reshape(g, in_as(c, 2, x), r, shape));
-    nb_status s = finish(c, 0, y);
+    nb_status s = onnx_finish(c, 0, y);
     nb_node *batch[2] = {mean, var};
     for (int i = 1; i <= 2 && s == NB_OK; i++) {
-        if (!out_wanted(c, i))
+        if (!onnx_out_wanted(c, i))
             continue;
         nb_node *b = nb_reshape(g, batch[i - 1], 1, nb_node_shape(x) + 1);
-        s = finish(c, i, nb_add(g, nb_mul_scalar(g, in_as(c, 2 + i, x), mom),
+        s = onnx_finish(c, i, nb_add(g, nb_mul_scalar(g, in_as(c, 2 + i, x), mom),
                                 nb_mul_scalar(g, b, 1.0 - mom)));
     }
     return s;
@@ -367,7 +238,7 @@ static nb_status batch_normalization(onnx_node_ctx *c)
         return NB_ERR_UNSUPPORTED;
     if (training && no_outputs_from(c, 3, "saved statistics") != NB_OK)
         return NB_ERR_UNSUPPORTED;
-    nb_node *x = need_in(c, 0);
+    nb_node *x = onnx_need_in(c, 0);
     for (int i = 1; x && i < 5; i++)
         if (!onnx_has_in(c, i))
             return onnx_fail(c, NB_ERR_ARG, "input %d is required", i);
@@ -381,19 +252,19 @@ static nb_status batch_normalization(onnx_node_ctx *c)
         return batch_norm_training(c, x, eps);
     nb_node *y = nb_batch_norm(c->g, x, in_as(c, 1, x), in_as(c, 2, x), in_as(c, 3, x),
                                in_as(c, 4, x), false, 0.1, eps);
-    return finish(c, 0, y);
+    return onnx_finish(c, 0, y);
 }
 
 static nb_status instance_normalization(onnx_node_ctx *c)
 {
-    nb_node *x = need_in(c, 0);
+    nb_node *x = onnx_need_in(c, 0);
     if (!x || !onnx_has_in(c, 1) || !onnx_has_in(c, 2))
         return x ? onnx_fail(c, NB_ERR_ARG, "scale and B are required") : NB_ERR_ARG;
     if (nb_node_ndim(x) < 3)
         return onnx_fail(c, NB_ERR_SHAPE, "input %s needs spatial dims", nb_node_shape_str(x));
     nb_node *y = nb_group_norm(c->g, x, nb_node_shape(x)[1], in_as(c, 1, x), in_as(c, 2, x),
                                onnx_attr_float(c, "epsilon", 1e-5));
-    return finish(c, 0, y);
+    return onnx_finish(c, 0, y);
 }
 
 static bool same_shape(nb_node *t, int n, const int64_t *shape)
@@ -405,7 +276,7 @@ static bool same_shape(nb_node *t, int n, const int64_t *shape)
 static nb_status layer_normalization(onnx_node_ctx *c)
 {
     nb_graph *g = c->g;
-    nb_node *x = need_in(c, 0);
+    nb_node *x = onnx_need_in(c, 0);
     if (!x)
         return NB_ERR_ARG;
     int r = nb_node_ndim(x), axis;
@@ -427,24 +298,25 @@ static nb_status layer_normalization(onnx_node_ctx *c)
         if (bias)
             y = nb_add(g, y, bias);
     }
-    nb_status s = finish(c, 0, y);
-    if (s != NB_OK || (!out_wanted(c, 1) && !out_wanted(c, 2)))
+    nb_status s = onnx_finish(c, 0, y);
+    if (s != NB_OK || (!onnx_out_wanted(c, 1) && !onnx_out_wanted(c, 2)))
         return s;
     int axes[NB_MAX_DIMS];
     for (int i = 0; i < naxes; i++)
         axes[i] = axis + i;
     nb_node *mean = nb_mean(g, x, naxes, axes, true);
     nb_node *var = nb_mean(g, nb_square(g, nb_sub(g, x, mean)), naxes, axes, true);
-    if (out_wanted(c, 1) && (s = finish(c, 1, mean)) != NB_OK)
+    if (onnx_out_wanted(c, 1) && (s = onnx_finish(c, 1, mean)) != NB_OK)
         return s;
-    return out_wanted(c, 2) ? finish(c, 2, nb_rsqrt(g, nb_add_scalar(g, var, eps))) : NB_OK;
+    return onnx_out_wanted(c, 2) ? onnx_finish(c, 2, nb_rsqrt(g, nb_add_scalar(g, var, eps)))
+                                 : NB_OK;
 }
 
 /* GroupNormalization: scale and bias per group (18-20) or per channel (21). */
 static nb_status group_normalization(onnx_node_ctx *c)
 {
     nb_graph *g = c->g;
-    nb_node *x = need_in(c, 0);
+    nb_node *x = onnx_need_in(c, 0);
     if (!x || !onnx_has_in(c, 1) || !onnx_has_in(c, 2))
         return x ? onnx_fail(c, NB_ERR_ARG, "scale and bias are required") : NB_ERR_ARG;
     const Onnx__AttributeProto *ng = onnx_attr(c, "num_groups");
@@ -454,7 +326,7 @@ static nb_status group_normalization(onnx_node_ctx *c)
     double eps = onnx_attr_float(c, "epsilon", 1e-5);
     nb_node *scale = in_as(c, 1, x), *bias = in_as(c, 2, x);
     if (c->opset >= 21)
-        return finish(c, 0, nb_group_norm(g, x, G, scale, bias, eps));
+        return onnx_finish(c, 0, nb_group_norm(g, x, G, scale, bias, eps));
     int r = nb_node_ndim(x);
     if (r < 2 || G < 1 || nb_node_shape(x)[1] % G != 0)
         return onnx_fail(c, NB_ERR_SHAPE, "num_groups %lld must divide the channels of %s",
@@ -471,7 +343,7 @@ static nb_status group_normalization(onnx_node_ctx *c)
         per[i] = nb_reshape(g, t, r, shape);
     }
     nb_node *y = nb_group_norm(g, x, G, NULL, NULL, eps);
-    return finish(c, 0, nb_add(g, nb_mul(g, y, per[0]), per[1]));
+    return onnx_finish(c, 0, nb_add(g, nb_mul(g, y, per[0]), per[1]));
 }
 
 /* LRN: x / (bias + alpha/size * sum of x^2 over the channel window)^beta,
@@ -479,7 +351,7 @@ static nb_status group_normalization(onnx_node_ctx *c)
 static nb_status lrn(onnx_node_ctx *c)
 {
     nb_graph *g = c->g;
-    nb_node *x = need_in(c, 0);
+    nb_node *x = onnx_need_in(c, 0);
     if (!x)
         return NB_ERR_ARG;
     if (!onnx_attr(c, "size"))
@@ -499,7 +371,7 @@ static nb_status lrn(onnx_node_ctx *c)
     nb_node *sum = nb_avg_pool2d(g, nb_pad(g, sq, pads, 0.0), &a); /* mean over size taps */
     sum = nb_reshape(g, sum, r, xs);
     nb_node *den = nb_pow_scalar(g, nb_add_scalar(g, nb_mul_scalar(g, sum, alpha), bias), -beta);
-    return finish(c, 0, nb_mul(g, x, den));
+    return onnx_finish(c, 0, nb_mul(g, x, den));
 }
 
 /* ---- Gemm, Flatten ------------------------------------------------------------- */
@@ -507,7 +379,7 @@ static nb_status lrn(onnx_node_ctx *c)
 static nb_status gemm(onnx_node_ctx *c)
 {
     nb_graph *g = c->g;
-    nb_node *a = need_in(c, 0), *b = a ? need_in(c, 1) : NULL;
+    nb_node *a = onnx_need_in(c, 0), *b = a ? onnx_need_in(c, 1) : NULL;
     if (!b)
         return NB_ERR_ARG;
     if (nb_node_ndim(a) != 2 || nb_node_ndim(b) != 2)
@@ -524,12 +396,12 @@ static nb_status gemm(onnx_node_ctx *c)
             cc = nb_mul_scalar(g, cc, beta);
         y = nb_add(g, y, cc);
     }
-    return finish(c, 0, y);
+    return onnx_finish(c, 0, y);
 }
 
 static nb_status flatten(onnx_node_ctx *c)
 {
-    nb_node *x = need_in(c, 0);
+    nb_node *x = onnx_need_in(c, 0);
     if (!x)
         return NB_ERR_ARG;
     int r = nb_node_ndim(x);
@@ -542,7 +414,7 @@ static nb_status flatten(onnx_node_ctx *c)
     int64_t shape[2] = {1, 1};
     for (int i = 0; i < r; i++)
         shape[i >= axis] *= nb_node_shape(x)[i];
-    return finish(c, 0, nb_reshape(c->g, x, 2, shape));
+    return onnx_finish(c, 0, nb_reshape(c->g, x, 2, shape));
 }
 
 /* ---- activations ------------------------------------------------------------ */
@@ -550,7 +422,7 @@ static nb_status flatten(onnx_node_ctx *c)
 /* The float input 0 (activations are defined on floats). */
 static nb_node *float_in(onnx_node_ctx *c)
 {
-    nb_node *x = need_in(c, 0);
+    nb_node *x = onnx_need_in(c, 0);
     if (x && !nb_dtype_is_float(nb_node_dtype(x))) {
         onnx_fail(c, NB_ERR_DTYPE, "input dtype %s is not supported (float only)",
                   nb_dtype_name(nb_node_dtype(x)));
@@ -567,7 +439,7 @@ static nb_node *float_in(onnx_node_ctx *c)
         if (!x)                                                                               \
             return nb_graph_status(g) != NB_OK ? nb_graph_status(g) : NB_ERR_ARG;             \
         (void)g;                                                                              \
-        return finish(c, 0, (expr));                                                          \
+        return onnx_finish(c, 0, (expr));                                                     \
     }
 
 #define AF(name, def) onnx_attr_float(c, name, def)
@@ -609,7 +481,7 @@ static nb_status gelu(onnx_node_ctx *c)
     nb_node *x = float_in(c);
     if (!x)
         return NB_ERR_DTYPE;
-    return finish(c, 0, nb_gelu(c->g, x, !strcmp(ap, "tanh")));
+    return onnx_finish(c, 0, nb_gelu(c->g, x, !strcmp(ap, "tanh")));
 }
 
 /* PRelu: x where x >= 0, slope * x elsewhere (slope broadcast to x). */
@@ -621,14 +493,14 @@ static nb_status prelu(onnx_node_ctx *c)
         return x ? onnx_fail(c, NB_ERR_ARG, "input slope is required") : NB_ERR_ARG;
     nb_node *slope = in_as(c, 1, x);
     nb_node *y = nb_where(g, nb_lt(g, x, scalar_like(c, x, 0.0)), nb_mul(g, x, slope), x);
-    return finish(c, 0, y);
+    return onnx_finish(c, 0, y);
 }
 
 /* Clip: bounds as attributes (< 11) or optional inputs (>= 11). */
 static nb_status clip(onnx_node_ctx *c)
 {
     nb_graph *g = c->g;
-    nb_node *x = need_in(c, 0);
+    nb_node *x = onnx_need_in(c, 0);
     if (!x)
         return NB_ERR_ARG;
     bool fl = nb_dtype_is_float(nb_node_dtype(x));
@@ -649,7 +521,7 @@ static nb_status clip(onnx_node_ctx *c)
         }
     }
     nb_node *y = x;
-    if (fl && !lon && !hin) {
+    if (fl && !lon && !hin && lo <= hi) {
         y = nb_clip(g, x, lo, hi);
     } else {
         if (lon || isfinite(lo))
@@ -657,7 +529,7 @@ static nb_status clip(onnx_node_ctx *c)
         if (hin || isfinite(hi))
             y = nb_minimum(g, y, hin ? hin : scalar_like(c, x, hi));
     }
-    return finish(c, 0, y);
+    return onnx_finish(c, 0, y);
 }
 
 /* ---- softmax family --------------------------------------------------------- */
@@ -720,7 +592,7 @@ static nb_status softmax_kind(onnx_node_ctx *c, int kind)
     }
     if (x2 != x)
         y = nb_reshape(g, y, nb_node_ndim(x), nb_node_shape(x));
-    return finish(c, 0, y);
+    return onnx_finish(c, 0, y);
 }
 
 static nb_status softmax(onnx_node_ctx *c) { return softmax_kind(c, 0); }
@@ -733,7 +605,7 @@ static nb_status hardmax(onnx_node_ctx *c) { return softmax_kind(c, 2); }
  * mode (a true training_mode input, 12+) runs only with ratio 0. */
 static nb_status dropout(onnx_node_ctx *c)
 {
-    nb_node *x = need_in(c, 0);
+    nb_node *x = onnx_need_in(c, 0);
     if (!x)
         return NB_ERR_ARG;
     if (c->opset >= 12 && onnx_has_in(c, 2)) {
@@ -753,8 +625,8 @@ static nb_status dropout(onnx_node_ctx *c)
                                  "supported (inference only)", ratio);
         }
     }
-    nb_status s = finish(c, 0, x);
-    if (s != NB_OK || !out_wanted(c, 1))
+    nb_status s = onnx_finish(c, 0, x);
+    if (s != NB_OK || !onnx_out_wanted(c, 1))
         return s;
     nb_tensor m;
     nb_dtype mdt = c->opset >= 10 ? NB_BOOL : nb_node_dtype(x);

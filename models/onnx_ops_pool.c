@@ -11,156 +11,22 @@
  * the input is padded explicitly, pooled without padding and, for average
  * pools, rescaled by a constant of the true divisors.
  *
- * The window helpers (auto_pad, dims_attr, read_window ...) are the same as
- * Conv's in onnx_ops_nn.c. */
+ * The window helpers (onnx_auto_pad, onnx_dims_attr, onnx_read_window ...) are
+ * shared with Conv: onnx_ops_util.h, onnx_ops_window.c. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "models/onnx_convert.h"
+#include "models/onnx_ops_util.h"
 
 #include "kernels/pool_params.h"
 #include "tensor/shape.h"
-
-/* ---- shared helpers ------------------------------------------------------- */
-
-/* Set output i to y, or fail with the graph's message when building failed. */
-static nb_status finish(onnx_node_ctx *c, int i, nb_node *y)
-{
-    nb_status s = nb_graph_status(c->g);
-    if (s != NB_OK || !y)
-        return onnx_fail(c, s != NB_OK ? s : NB_ERR_ARG, "%s",
-                         s != NB_OK ? nb_graph_error(c->g) : "no result");
-    return onnx_set_out(c, i, y);
-}
-
-/* Whether output i is wanted (present and named). */
-static bool out_wanted(const onnx_node_ctx *c, int i)
-{
-    return i < c->n_out && i < (int)c->node->n_output && c->node->output[i] &&
-           c->node->output[i][0];
-}
-
-/* Input i as a node, failing (already reported) when absent. */
-static nb_node *need_in(onnx_node_ctx *c, int i)
-{
-    if (!onnx_has_in(c, i)) {
-        onnx_fail(c, NB_ERR_ARG, "input %d is required", i);
-        return NULL;
-    }
-    return onnx_in(c, i);
-}
-
-/* The auto_pad attribute: 0 NOTSET, 1 SAME_UPPER, 2 SAME_LOWER, 3 VALID, -1 other. */
-static int auto_pad(onnx_node_ctx *c)
-{
-    char buf[32];
-    const char *v = onnx_attr_string(c, "auto_pad", "NOTSET", buf, sizeof buf);
-    static const char *names[] = {"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"};
-    for (int i = 0; i < 4; i++)
-        if (!strcmp(v, names[i]))
-            return i;
-    onnx_fail(c, NB_ERR_UNSUPPORTED, "auto_pad '%s' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID", v);
-    return -1;
-}
-
-/* Window geometry of a 1-D, 2-D or 3-D spatial op (nd dims). */
-typedef struct window {
-    int nd;
-    int64_t in[3], k[3], s[3], d[3], pb[3], pe[3], out[3];
-} window;
-
-/* A per-dim ints attribute of nd values into v (default def); false after
- * onnx_fail when its length is wrong or a value is out of range. */
-static bool dims_attr(onnx_node_ctx *c, const char *name, int nd, int64_t def, int64_t min,
-                      int64_t *v)
-{
-    const int64_t *a;
-    int n = onnx_attr_ints(c, name, &a);
-    for (int i = 0; i < nd; i++)
-        v[i] = def;
-    if (n < 0)
-        return true;
-    if (n != nd) {
-        onnx_fail(c, NB_ERR_ARG, "attribute %s has %d values, expected %d", name, n, nd);
-        return false;
-    }
-    for (int i = 0; i < nd; i++) {
-        if (a[i] < min) {
-            onnx_fail(c, NB_ERR_ARG, "attribute %s[%d] = %lld must be >= %lld", name, i,
-                      (long long)a[i], (long long)min);
-            return false;
-        }
-        v[i] = a[i];
-    }
-    return true;
-}
-
-/* The spatial rank of x (rank - 2), failing unless it is 1, 2 or 3. */
-static int spatial_rank(onnx_node_ctx *c, nb_node *x)
-{
-    int nd = nb_node_ndim(x) - 2;
-    if (nd >= 1 && nd <= 3)
-        return nd;
-    onnx_fail(c, NB_ERR_UNSUPPORTED, "input %s: only 1-D, 2-D and 3-D spatial inputs are "
-              "supported (N, C, L), (N, C, H, W) or (N, C, D, H, W), not %d-D",
-              nb_node_shape_str(x), nd < 0 ? 0 : nd);
-    return -1;
-}
-
-/* Read strides, dilations, pads and auto_pad of a conv or pool into w (k and
- * in already set) and the output size (ceil for pools in ceil mode). */
-static bool read_window(onnx_node_ctx *c, window *w, bool ceil_mode)
-{
-    int nd = w->nd;
-    int ap = auto_pad(c);
-    if (ap < 0)
-        return false;
-    if (!dims_attr(c, "strides", nd, 1, 1, w->s) || !dims_attr(c, "dilations", nd, 1, 1, w->d))
-        return false;
-    const int64_t *p;
-    int np = onnx_attr_ints(c, "pads", &p);
-    for (int i = 0; i < nd; i++)
-        w->pb[i] = w->pe[i] = 0;
-    if (ap == 0 && np >= 0) {
-        if (np != 2 * nd)
-            return onnx_fail(c, NB_ERR_ARG, "attribute pads has %d values, expected %d", np,
-                             2 * nd), false;
-        for (int i = 0; i < nd; i++) {
-            w->pb[i] = p[i];
-            w->pe[i] = p[nd + i];
-            if (w->pb[i] < 0 || w->pe[i] < 0)
-                return onnx_fail(c, NB_ERR_ARG, "negative pads are not supported"), false;
-        }
-    }
-    for (int i = 0; i < nd; i++) {
-        int64_t span = (w->k[i] - 1) * w->d[i] + 1;
-        if (ap == 1 || ap == 2) {
-            int64_t out = (w->in[i] + w->s[i] - 1) / w->s[i];
-            int64_t total = (out - 1) * w->s[i] + span - w->in[i];
-            if (total < 0)
-                total = 0;
-            w->pb[i] = ap == 1 ? total / 2 : total - total / 2;
-            w->pe[i] = total - w->pb[i];
-        }
-        int64_t num = w->in[i] + w->pb[i] + w->pe[i] - span;
-        if (num < 0)
-            return onnx_fail(c, NB_ERR_SHAPE, "kernel %lld (dilation %lld) is larger than the "
-                             "padded input %lld", (long long)w->k[i], (long long)w->d[i],
-                             (long long)(w->in[i] + w->pb[i] + w->pe[i])), false;
-        w->out[i] = (ceil_mode ? (num + w->s[i] - 1) / w->s[i] : num / w->s[i]) + 1;
-        /* the last window must start inside the input or the left padding */
-        if (ceil_mode && (w->out[i] - 1) * w->s[i] >= w->in[i] + w->pb[i])
-            w->out[i]--;
-    }
-    return true;
-}
 
 /* ---- pools ---------------------------------------------------------------- */
 
 /* The number of the k taps of window o (stride s, dilation d, pad pb) that
  * fall in [lo, hi) of the unpadded coordinates. */
-static int64_t taps_in(const window *w, int i, int64_t o, int64_t lo, int64_t hi)
+static int64_t taps_in(const onnx_window *w, int i, int64_t o, int64_t lo, int64_t hi)
 {
     int64_t n = 0, start = o * w->s[i] - w->pb[i];
     for (int64_t t = 0; t < w->k[i]; t++) {
@@ -172,8 +38,8 @@ static int64_t taps_in(const window *w, int i, int64_t o, int64_t lo, int64_t hi
 
 /* Pool x (N, C, H, W) over window w (2 dims). is_max, else average with
  * count_include_pad (pads count, the overhang of ceil mode does not). */
-static nb_node *pool2d(onnx_node_ctx *c, nb_node *x, const window *w, bool is_max, bool cip,
-                       bool ceil_mode)
+static nb_node *pool2d(onnx_node_ctx *c, nb_node *x, const onnx_window *w, bool is_max,
+                       bool cip, bool ceil_mode)
 {
     nb_graph *g = c->g;
     bool fast = true;
@@ -243,19 +109,19 @@ static nb_node *pool2d(onnx_node_ctx *c, nb_node *x, const window *w, bool is_ma
  * window is a box; its divisor, with or without the pads, is the product of
  * the per-dim counts), so pool (H, W) of the (N, C*D, H, W) view, then (D,
  * 1) of the (N, C, D, OH*OW) view. */
-static nb_node *pool3d(onnx_node_ctx *c, nb_node *x, const window *r, bool is_max, bool cip,
-                       bool ceil_mode)
+static nb_node *pool3d(onnx_node_ctx *c, nb_node *x, const onnx_window *r, bool is_max,
+                       bool cip, bool ceil_mode)
 {
     nb_graph *g = c->g;
     const int64_t *xs = nb_node_shape(x);
     int64_t N = xs[0], C = xs[1], P = r->out[1] * r->out[2];
-    window hw = {.nd = 2};
+    onnx_window hw = {.nd = 2};
     for (int i = 0; i < 2; i++) {
         hw.in[i] = r->in[1 + i], hw.k[i] = r->k[1 + i], hw.s[i] = r->s[1 + i];
         hw.d[i] = r->d[1 + i], hw.pb[i] = r->pb[1 + i], hw.pe[i] = r->pe[1 + i];
         hw.out[i] = r->out[1 + i];
     }
-    window dd = {.nd = 2, .in = {r->in[0], P}, .k = {r->k[0], 1}, .s = {r->s[0], 1},
+    onnx_window dd = {.nd = 2, .in = {r->in[0], P}, .k = {r->k[0], 1}, .s = {r->s[0], 1},
                  .d = {r->d[0], 1}, .pb = {r->pb[0], 0}, .pe = {r->pe[0], 0},
                  .out = {r->out[0], P}};
     nb_node *y = nb_reshape(g, x, 4, (int64_t[]){N, C * r->in[0], r->in[1], r->in[2]});
@@ -270,7 +136,7 @@ static nb_node *pool3d(onnx_node_ctx *c, nb_node *x, const window *r, bool is_ma
 /* The number of taps of each output window inside the padded input (the
  * divisor of average pooling with count_include_pad), as a constant of
  * shape (1, 1, out...) and dtype dt. */
-static nb_node *window_counts(onnx_node_ctx *c, const window *r, nb_dtype dt)
+static nb_node *window_counts(onnx_node_ctx *c, const onnx_window *r, nb_dtype dt)
 {
     int64_t shape[5] = {1, 1, 1, 1, 1}, total = 1;
     for (int i = 0; i < r->nd; i++) {
@@ -301,32 +167,32 @@ enum { POOL_MAX, POOL_AVG, POOL_LP };
 static nb_status pool(onnx_node_ctx *c, int kind)
 {
     bool is_max = kind == POOL_MAX;
-    nb_node *x = need_in(c, 0);
+    nb_node *x = onnx_need_in(c, 0);
     if (!x)
         return NB_ERR_ARG;
-    int nd = spatial_rank(c, x);
+    int nd = onnx_spatial_rank(c, x, 3);
     if (nd < 0)
         return NB_ERR_UNSUPPORTED;
     int64_t order = is_max ? onnx_attr_int(c, "storage_order", 0) : 0;
     if (order != 0 && order != 1)
         return onnx_fail(c, NB_ERR_ARG, "storage_order %lld must be 0 (row major) or 1 (column major)",
                          (long long)order);
-    if (nd == 3 && is_max && out_wanted(c, 1))
+    if (nd == 3 && is_max && onnx_out_wanted(c, 1))
         return onnx_fail(c, NB_ERR_UNSUPPORTED, "the Indices output of a 3-D MaxPool is not "
                          "supported");
     double lp = kind == POOL_LP ? onnx_attr_float(c, "p", 2) : 0;
     if (kind == POOL_LP && !(lp > 0 && lp < INFINITY))
         return onnx_fail(c, NB_ERR_ARG, "p = %g must be positive and finite", lp);
-    window w = {.nd = 2, .in = {1, 1}, .k = {1, 1}, .s = {1, 1}, .d = {1, 1}};
-    window r = {.nd = nd};
-    if (!dims_attr(c, "kernel_shape", nd, 0, 1, r.k))
+    onnx_window w = {.nd = 2, .in = {1, 1}, .k = {1, 1}, .s = {1, 1}, .d = {1, 1}};
+    onnx_window r = {.nd = nd};
+    if (!onnx_dims_attr(c, "kernel_shape", nd, 0, 1, r.k))
         return NB_ERR_ARG;
     if (r.k[0] == 0)
         return onnx_fail(c, NB_ERR_ARG, "attribute kernel_shape is required");
     for (int i = 0; i < nd; i++)
         r.in[i] = nb_node_shape(x)[2 + i];
     bool ceil_mode = onnx_attr_int(c, "ceil_mode", 0) != 0;
-    if (!read_window(c, &r, ceil_mode))
+    if (!onnx_read_window(c, &r, ceil_mode))
         return NB_ERR_ARG;
     /* 1-D runs on a height-1 image: the real dim is the width */
     for (int i = 0; i < nd && nd < 3; i++) {
@@ -359,8 +225,8 @@ static nb_status pool(onnx_node_ctx *c, int kind)
     }
     if (!nb_dtype_is_float(dt))
         y = nb_cast(g, y, dt);
-    nb_status st = finish(c, 0, y);
-    if (st != NB_OK || !is_max || !out_wanted(c, 1))
+    nb_status st = onnx_finish(c, 0, y);
+    if (st != NB_OK || !is_max || !onnx_out_wanted(c, 1))
         return st;
     /* Indices: flat positions in the input; a 1-D input's height of 1 makes
      * both storage orders give n*C*L + c*L + l */
@@ -369,7 +235,7 @@ static nb_status pool(onnx_node_ctx *c, int kind)
     nb_node *idx = nb_max_pool2d_indices(g, nd == 1 ? nb_unsqueeze(g, x0, 2) : x0, &ia);
     if (nd == 1)
         idx = nb_squeeze(g, idx, 2);
-    return finish(c, 1, idx);
+    return onnx_finish(c, 1, idx);
 }
 
 static nb_status max_pool(onnx_node_ctx *c) { return pool(c, POOL_MAX); }
@@ -380,7 +246,7 @@ static nb_status lp_pool(onnx_node_ctx *c) { return pool(c, POOL_LP); }
  * (sum |x|^p)^(1/p) over every spatial dim. */
 static nb_status global_pool(onnx_node_ctx *c, int kind)
 {
-    nb_node *x = need_in(c, 0);
+    nb_node *x = onnx_need_in(c, 0);
     if (!x)
         return NB_ERR_ARG;
     nb_graph *g = c->g;
@@ -390,7 +256,7 @@ static nb_status global_pool(onnx_node_ctx *c, int kind)
     for (int i = 2; i < r; i++)
         axes[i - 2] = i;
     if (kind != POOL_LP)
-        return finish(c, 0, kind == POOL_MAX ? nb_max(g, x, r - 2, axes, true)
+        return onnx_finish(c, 0, kind == POOL_MAX ? nb_max(g, x, r - 2, axes, true)
                                              : nb_mean(g, x, r - 2, axes, true));
     double lp = onnx_attr_float(c, "p", 2);
     if (!(lp > 0 && lp < INFINITY))
@@ -400,7 +266,7 @@ static nb_status global_pool(onnx_node_ctx *c, int kind)
                          nb_dtype_name(nb_node_dtype(x)));
     nb_node *a = lp == 2 ? nb_mul(g, x, x) : nb_pow_scalar(g, nb_abs(g, x), lp);
     nb_node *y = nb_sum(g, a, r - 2, axes, true);
-    return finish(c, 0, lp == 2 ? nb_sqrt(g, y) : lp == 1 ? y : nb_pow_scalar(g, y, 1.0 / lp));
+    return onnx_finish(c, 0, lp == 2 ? nb_sqrt(g, y) : lp == 1 ? y : nb_pow_scalar(g, y, 1.0 / lp));
 }
 
 static nb_status global_average_pool(onnx_node_ctx *c) { return global_pool(c, POOL_AVG); }
@@ -413,7 +279,7 @@ static nb_status global_lp_pool(onnx_node_ctx *c) { return global_pool(c, POOL_L
  * the ONNX reference does). */
 static nb_status max_unpool(onnx_node_ctx *c)
 {
-    nb_node *x = need_in(c, 0), *ix = x ? need_in(c, 1) : NULL;
+    nb_node *x = onnx_need_in(c, 0), *ix = x ? onnx_need_in(c, 1) : NULL;
     if (!ix)
         return NB_ERR_ARG;
     nb_graph *g = c->g;
@@ -431,7 +297,8 @@ static nb_status max_unpool(onnx_node_ctx *c)
                          nb_dtype_name(nb_node_dtype(ix)), nb_node_shape_str(ix),
                          nb_node_shape_str(x));
     int64_t k[3], s[3], shape[NB_MAX_DIMS], pads[2 * NB_MAX_DIMS] = {0};
-    if (!dims_attr(c, "kernel_shape", nd, 0, 1, k) || !dims_attr(c, "strides", nd, 1, 1, s))
+    if (!onnx_dims_attr(c, "kernel_shape", nd, 0, 1, k) ||
+        !onnx_dims_attr(c, "strides", nd, 1, 1, s))
         return NB_ERR_ARG;
     if (k[0] == 0)
         return onnx_fail(c, NB_ERR_ARG, "attribute kernel_shape is required");
@@ -484,7 +351,7 @@ static nb_status max_unpool(onnx_node_ctx *c)
         if (pad)
             y = nb_pad(g, y, pads, 0.0);
     }
-    return finish(c, 0, y);
+    return onnx_finish(c, 0, y);
 }
 
 

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "models/onnx_convert.h"
+#include "models/onnx_ops_util.h"
 
 typedef enum { CELL_LSTM, CELL_GRU, CELL_RNN } cell_kind;
 typedef enum { ACT_SIGMOID, ACT_TANH, ACT_RELU } act_kind;
@@ -157,12 +158,6 @@ static bool read_acts(onnx_node_ctx *c, cell_kind kind, int D, act_kind acts[2][
         acts[i / per][i % per] = k;
     }
     return true;
-}
-
-static bool wanted(const onnx_node_ctx *c, int i)
-{
-    return i < c->n_out && i < (int)c->node->n_output && c->node->output[i] &&
-           c->node->output[i][0];
 }
 
 /* The state input i (D, B, H) (layout 1: (B, D, H)) as (D, B, H), or zeros. */
@@ -367,7 +362,7 @@ static nb_status convert(onnx_node_ctx *c, cell_kind kind)
     if (nb_graph_status(g) != NB_OK)
         return onnx_fail(c, nb_graph_status(g), "%s", nb_graph_error(g));
     for (int i = 0; i < 3; i++) {
-        if (!wanted(c, i))
+        if (!onnx_out_wanted(c, i))
             continue;
         if (!outs3[i])
             return onnx_fail(c, NB_ERR_ARG, "output %d does not exist for %s", i, c->node->op_type);

@@ -76,4 +76,33 @@ nb_node *onnx_floor_of(nb_graph *g, nb_node *x);
 /* round half to even of a float node, from onnx_floor_of. */
 nb_node *onnx_round_of(nb_graph *g, nb_node *x);
 
+/* ---- outputs, inputs and windows of Conv and the pools (onnx_ops_window.c) ---- */
+
+/* Whether output i is wanted (present and named). */
+bool onnx_out_wanted(const onnx_node_ctx *c, int i);
+/* Input i as a node; NULL after onnx_fail ("input i is required") when absent. */
+nb_node *onnx_need_in(onnx_node_ctx *c, int i);
+/* The auto_pad attribute: 0 NOTSET, 1 SAME_UPPER, 2 SAME_LOWER, 3 VALID;
+ * -1 after onnx_fail for any other value. */
+int onnx_auto_pad(onnx_node_ctx *c);
+
+/* Window geometry of a 1-D, 2-D or 3-D spatial op (nd dims): input size,
+ * kernel, stride, dilation, begin and end pads, output size. */
+typedef struct onnx_window {
+    int nd;
+    int64_t in[3], k[3], s[3], d[3], pb[3], pe[3], out[3];
+} onnx_window;
+
+/* A per-dim ints attribute of nd values into v (default def); false after
+ * onnx_fail when its length is wrong or a value is below min. */
+bool onnx_dims_attr(onnx_node_ctx *c, const char *name, int nd, int64_t def, int64_t min,
+                    int64_t *v);
+/* The spatial rank of x (rank - 2), or -1 after onnx_fail unless it is
+ * 1..max_nd; max_nd is 2 (Conv) or 3 (the pools). */
+int onnx_spatial_rank(onnx_node_ctx *c, nb_node *x, int max_nd);
+/* Read strides, dilations, pads and auto_pad of a conv or pool into w (nd, k
+ * and in already set) and the output size (ceil for pools in ceil mode);
+ * false after onnx_fail. */
+bool onnx_read_window(onnx_node_ctx *c, onnx_window *w, bool ceil_mode);
+
 #endif

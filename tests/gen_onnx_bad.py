@@ -4,101 +4,26 @@
 seed_*.onnx are valid models (the suite runs them, truncates them at many
 lengths and flips their bytes); every other file is malformed or hostile in
 one way, named for it, and must give a clear error when loaded (or, for
-bad_run_*, when run). The protobuf wire format is written by hand here so
-that no onnx package is needed and so that files the onnx package would
-refuse to write can be made.
+bad_run_*, when run). The protobuf wire format is written by hand
+(tests/onnx_proto.py) so that no onnx package is needed and so that files
+the onnx package would refuse to write can be made.
 
 Run: /usr/bin/python3 tests/gen_onnx_bad.py
 """
 import os
-import struct
+import sys
+
+sys.dont_write_bytecode = True  # no __pycache__ in tests/
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import onnx_proto  # noqa: E402  (tests/onnx_proto.py: the protobuf writer)
+from onnx_proto import (FLOAT, INT64, STRING, attr_float, attr_ints, f_bytes,  # noqa: E402
+                        floats_raw, graph, node, tensor, value_info, varint)
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "onnx_bad")
 
-FLOAT, UINT8, INT8, INT32, INT64, STRING, BOOL = 1, 2, 3, 6, 7, 8, 9
-
-
-# ---- wire format -----------------------------------------------------------
-def varint(v):
-    if v < 0:
-        v += 1 << 64
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        out.append(b | (0x80 if v else 0))
-        if not v:
-            return bytes(out)
-
-
-def f_varint(num, v):
-    return varint(num << 3) + varint(v)
-
-
-def f_bytes(num, b):
-    if isinstance(b, str):
-        b = b.encode()
-    return varint((num << 3) | 2) + varint(len(b)) + b
-
-
-def f_float(num, x):
-    return varint((num << 3) | 5) + struct.pack("<f", x)
-
-
-# ---- ONNX messages -----------------------------------------------------------
-def tensor(name, dtype, dims, raw=None, floats=None, ext=None, int64s=None, strings=None):
-    b = b"".join(f_varint(1, d) for d in dims) + f_varint(2, dtype) + f_bytes(8, name)
-    if raw is not None:
-        b += f_bytes(9, raw)
-    if floats is not None:
-        b += f_bytes(4, b"".join(struct.pack("<f", x) for x in floats))
-    if int64s is not None:
-        b += f_bytes(7, b"".join(varint(x) for x in int64s))
-    if strings is not None:
-        b += b"".join(f_bytes(6, s) for s in strings)
-    if ext is not None:
-        for k, v in ext.items():
-            b += f_bytes(13, f_bytes(1, k) + f_bytes(2, str(v)))
-        b += f_varint(14, 1)
-    return b
-
-
-def dim(d):
-    return f_bytes(2, d) if isinstance(d, str) else f_varint(1, d)
-
-
-def value_info(name, dtype, dims):
-    shape = b"".join(f_bytes(1, dim(d)) for d in dims)
-    ttype = f_varint(1, dtype) + f_bytes(2, shape)
-    return f_bytes(1, name) + f_bytes(2, f_bytes(1, ttype))
-
-
-def node(op, inputs, outputs, name="", attrs=b"", domain=None):
-    b = b"".join(f_bytes(1, i) for i in inputs) + b"".join(f_bytes(2, o) for o in outputs)
-    b += f_bytes(3, name) + f_bytes(4, op) + attrs
-    if domain is not None:
-        b += f_bytes(7, domain)
-    return b
-
-
-def graph(nodes, inputs, outputs, inits=(), name="g"):
-    b = b"".join(f_bytes(1, n) for n in nodes) + f_bytes(2, name)
-    b += b"".join(f_bytes(5, t) for t in inits)
-    b += b"".join(f_bytes(11, v) for v in inputs)
-    b += b"".join(f_bytes(12, v) for v in outputs)
-    return b
-
 
 def model(g, opset=13, ir=8, with_graph=True):
-    b = f_varint(1, ir) + f_bytes(2, "gen_onnx_bad") + f_bytes(3, "1")
-    b += f_bytes(8, f_bytes(1, "") + f_varint(2, opset))
-    if with_graph:
-        b += f_bytes(7, g)
-    return b
-
-
-def floats_raw(xs):
-    return b"".join(struct.pack("<f", x) for x in xs)
+    return onnx_proto.model(g, opset, ir, ("gen_onnx_bad", "1"), with_graph)
 
 
 # ---- the seed: z = Relu(x + b), c = w + w (folded to a constant) ---------------
@@ -134,11 +59,9 @@ def conv_bn_arrays():
 
 def conv_bn_graph():
     x, w, gamma, beta, mean, var = conv_bn_arrays()
-    pads = b"".join(varint(1) for _ in range(4))
-    attrs = f_bytes(5, f_bytes(1, "pads") + f_varint(20, 7) + f_bytes(8, pads))
-    eps = f_bytes(5, f_bytes(1, "epsilon") + f_varint(20, 1) + f_float(2, 1e-3))
-    nodes = [node("Conv", ["x", "w"], ["y"], "conv", attrs),
-             node("BatchNormalization", ["y", "gamma", "beta", "mean", "var"], ["n"], "bn", eps),
+    nodes = [node("Conv", ["x", "w"], ["y"], "conv", [attr_ints("pads", [1, 1, 1, 1])]),
+             node("BatchNormalization", ["y", "gamma", "beta", "mean", "var"], ["n"], "bn",
+                  [attr_float("epsilon", 1e-3)]),
              node("Relu", ["n"], ["z"], "relu")]
     inits = [tensor("w", FLOAT, list(w.shape), raw=w.tobytes())] + [
         tensor(nm, FLOAT, [3], raw=a.tobytes())

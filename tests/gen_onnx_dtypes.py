@@ -31,90 +31,21 @@ npy_<T>.npy     a few values of each NumPy-supported storage dtype, as NumPy
                 writes them (the suite loads them and saves them back
                 byte-identical)
 
-The protobuf wire format is written by hand (as tests/gen_onnx_bad.py does)
-so that no onnx package is needed. Everything is fixed: the files depend
-only on this script and NumPy.
+The protobuf wire format is written by hand (tests/onnx_proto.py, shared
+with tests/gen_onnx_bad.py) so that no onnx package is needed. Everything is
+fixed: the files depend only on this script and NumPy.
 """
 import os
-import struct
+import sys
 
 import numpy as np
 
+sys.dont_write_bytecode = True  # no __pycache__ in tests/
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from onnx_proto import (BFLOAT16, BOOL, FLOAT, FLOAT16, INT8, INT32, UINT32,  # noqa: E402
+                        attr_int, graph, model, node, tensor, value_info)
+
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "storage_dtypes")
-
-FLOAT, UINT8, INT8, UINT16, INT16, INT32, INT64 = 1, 2, 3, 4, 5, 6, 7
-BOOL, FLOAT16, DOUBLE, UINT32, UINT64, BFLOAT16 = 9, 10, 11, 12, 13, 16
-
-
-# ---- wire format -----------------------------------------------------------
-def varint(v):
-    if v < 0:
-        v += 1 << 64
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        out.append(b | (0x80 if v else 0))
-        if not v:
-            return bytes(out)
-
-
-def f_varint(num, v):
-    return varint(num << 3) + varint(v)
-
-
-def f_bytes(num, b):
-    if isinstance(b, str):
-        b = b.encode()
-    return varint((num << 3) | 2) + varint(len(b)) + b
-
-
-def f_packed(num, values):
-    return f_bytes(num, b"".join(varint(v) for v in values))
-
-
-# ---- ONNX messages -------------------------------------------------------------
-def tensor(name, dtype, dims, raw=None, int32s=None, uint64s=None):
-    """TensorProto: dims 1, data_type 2, int32_data 5, name 8, raw_data 9,
-    uint64_data 11."""
-    b = b"".join(f_varint(1, d) for d in dims) + f_varint(2, dtype) + f_bytes(8, name)
-    if int32s is not None:
-        b += f_packed(5, int32s)
-    if uint64s is not None:
-        b += f_packed(11, uint64s)
-    if raw is not None:
-        b += f_bytes(9, raw)
-    return b
-
-
-def value_info(name, elem_type, dims):
-    """ValueInfoProto{name 1, type 2: TypeProto{tensor_type 1: {elem_type 1,
-    shape 2: {dim 1: {dim_value 1}}}}}."""
-    shape = b"".join(f_bytes(1, f_varint(1, d)) for d in dims)
-    tt = f_varint(1, elem_type) + f_bytes(2, shape)
-    return f_bytes(1, name) + f_bytes(2, f_bytes(1, tt))
-
-
-def attr_int(name, v):
-    """AttributeProto{name 1, i 3, type 20 (INT = 2)}."""
-    return f_bytes(1, name) + f_varint(3, v) + f_varint(20, 2)
-
-
-def node(op, inputs, outputs, attrs=()):
-    """NodeProto{input 1, output 2, name 3, op_type 4, attribute 5}."""
-    b = b"".join(f_bytes(1, i) for i in inputs) + b"".join(f_bytes(2, o) for o in outputs)
-    b += f_bytes(3, outputs[0]) + f_bytes(4, op)
-    return b + b"".join(f_bytes(5, a) for a in attrs)
-
-
-def model(nodes, inits, inputs, outputs):
-    """GraphProto{node 1, name 2, initializer 5, input 11, output 12} in a
-    ModelProto{ir_version 1, opset_import 8, graph 7}."""
-    g = b"".join(f_bytes(1, n) for n in nodes) + f_bytes(2, "storage_dtypes")
-    g += b"".join(f_bytes(5, t) for t in inits)
-    g += b"".join(f_bytes(11, v) for v in inputs) + b"".join(f_bytes(12, v) for v in outputs)
-    opset = f_bytes(1, "") + f_varint(2, 13)
-    return f_varint(1, 8) + f_bytes(8, opset) + f_bytes(7, g)
 
 
 def f16_bits(a):
@@ -147,20 +78,20 @@ def main():
         tensor("big", INT8, [200], raw=big.tobytes()),
     ]
     nodes = [
-        node("Cast", ["w"], ["wf"], [attr_int("to", FLOAT)]),
+        node("Cast", ["w"], ["wf"], attrs=[attr_int("to", FLOAT)]),
         node("Max", ["x", "w"], ["m"]),
         node("Equal", ["x", "w"], ["e"]),
         node("Mul", ["x", "x"], ["k"]),
-        node("Cast", ["k"], ["k32"], [attr_int("to", INT32)]),
+        node("Cast", ["k"], ["k32"], attrs=[attr_int("to", INT32)]),
         node("Add", ["h", "b"], ["s"]),
-        node("Cast", ["h"], ["c"], [attr_int("to", FLOAT)]),
+        node("Cast", ["h"], ["c"], attrs=[attr_int("to", FLOAT)]),
         node("Pow", ["c", "u"], ["p"]),
-        node("Cast", ["bb"], ["bf"], [attr_int("to", FLOAT)]),
-        node("Cast", ["c"], ["hb"], [attr_int("to", BFLOAT16)]),
+        node("Cast", ["bb"], ["bf"], attrs=[attr_int("to", FLOAT)]),
+        node("Cast", ["c"], ["hb"], attrs=[attr_int("to", BFLOAT16)]),
         node("Add", ["w", "w"], ["ww"]),
-        node("Cast", ["ww"], ["w32"], [attr_int("to", INT32)]),
-        node("ArgMax", ["big"], ["am"], [attr_int("axis", 0), attr_int("keepdims", 0)]),
-        node("Cast", ["am"], ["amf"], [attr_int("to", FLOAT)]),
+        node("Cast", ["ww"], ["w32"], attrs=[attr_int("to", INT32)]),
+        node("ArgMax", ["big"], ["am"], attrs=[attr_int("axis", 0), attr_int("keepdims", 0)]),
+        node("Cast", ["am"], ["amf"], attrs=[attr_int("to", FLOAT)]),
     ]
     inputs = [value_info("x", INT8, [2, 3]), value_info("h", FLOAT16, [2, 3])]
     outputs = [
@@ -177,7 +108,7 @@ def main():
         value_info("wf", FLOAT, [3]),
     ]
     with open(os.path.join(OUT, "model.onnx"), "wb") as f:
-        f.write(model(nodes, inits, inputs, outputs))
+        f.write(model(graph(nodes, inputs, outputs, inits, name="storage_dtypes"), opset=13))
 
     c = h.astype(np.float32)
     with np.errstate(over="ignore"):
