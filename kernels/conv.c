@@ -478,40 +478,36 @@ static char *slot_acc(const job *j, int64_t s)
 
 /* y (rows x cols, row stride ld) = clamp(y + bias[row]), in the call's dtype;
  * bias may be NULL, and without clamp and bias there is nothing to do. */
+#define DEFINE_EPILOGUE(T)                                                              \
+    static void epilogue_##T(const geom *m, const T *bias, T *y, int64_t rows,         \
+                             int64_t cols, int64_t ld)                                  \
+    {                                                                                   \
+        for (int64_t r = 0; r < rows; r++) {                                            \
+            T *v = y + r * ld, b = bias ? bias[r] : (T)0, lo = m->lo, hi = m->hi;       \
+            if (m->clamp) {                                                             \
+                for (int64_t k = 0; k < cols; k++) {                                    \
+                    T t = v[k] + b;                                                     \
+                    t = t < lo ? lo : t; /* a NaN stays NaN */                          \
+                    v[k] = t > hi ? hi : t;                                             \
+                }                                                                       \
+            } else {                                                                    \
+                for (int64_t k = 0; k < cols; k++)                                      \
+                    v[k] += b;                                                          \
+            }                                                                           \
+        }                                                                               \
+    }
+DEFINE_EPILOGUE(float)
+DEFINE_EPILOGUE(double)
+
 static void epilogue(const geom *m, const void *bias, void *y, int64_t rows, int64_t cols,
                      int64_t ld)
 {
     if (!bias && !m->clamp)
         return;
-    for (int64_t r = 0; r < rows; r++) {
-        if (m->dt == NB_F32) {
-            float *v = (float *)y + r * ld, b = bias ? ((const float *)bias)[r] : 0.0f;
-            if (m->clamp) {
-                float lo = m->lo, hi = m->hi;
-                for (int64_t k = 0; k < cols; k++) {
-                    float t = v[k] + b;
-                    t = t < lo ? lo : t;
-                    v[k] = t > hi ? hi : t;
-                }
-            } else {
-                for (int64_t k = 0; k < cols; k++)
-                    v[k] += b;
-            }
-        } else {
-            double *v = (double *)y + r * ld, b = bias ? ((const double *)bias)[r] : 0.0;
-            if (m->clamp) {
-                double lo = m->lo, hi = m->hi;
-                for (int64_t k = 0; k < cols; k++) {
-                    double t = v[k] + b;
-                    t = t < lo ? lo : t;
-                    v[k] = t > hi ? hi : t;
-                }
-            } else {
-                for (int64_t k = 0; k < cols; k++)
-                    v[k] += b;
-            }
-        }
-    }
+    if (m->dt == NB_F32)
+        epilogue_float(m, bias, y, rows, cols, ld);
+    else
+        epilogue_double(m, bias, y, rows, cols, ld);
 }
 
 /* CONV2D unit u = ((n, g), channel block, column block): the output block
