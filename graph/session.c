@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "graph/plan.h"
+#include "kernels/threadpool.h"
 
 struct nb_session {
     const nb_plan *plan;
@@ -24,6 +25,8 @@ struct nb_session {
     bool *fed;                     /* per value; meaningful for inputs */
     void *workspace;
     uint64_t runs; /* completed runs: the next run's run_index */
+    double *prof;  /* per entry: seconds summed while profiling, else NULL */
+    uint64_t prof_runs;
 };
 
 static void free_aligned(void *data, void *ctx) { free(data); }
@@ -64,6 +67,7 @@ void nb_session_free(nb_session *s)
     free(s->in_ptrs);
     free(s->fed);
     free(s->workspace);
+    free(s->prof);
     free(s);
 }
 
@@ -250,9 +254,14 @@ nb_status nb_session_run(nb_session *s)
                             nb_dtype_name(p->values[v].node->dtype));
     refresh_external(s);
     uint64_t run = s->runs++;
+    if (s->prof)
+        s->prof_runs++;
     for (int t = 0; t < p->n_entries; t++) {
         s->calls[t].run_index = run;
+        double t0 = s->prof ? nb_now_seconds() : 0.0;
         nb_status st = p->entries[t].fn(&s->calls[t]);
+        if (s->prof)
+            s->prof[t] += nb_now_seconds() - t0;
         if (st != NB_OK) {
             const nb_node *nd = p->values[p->entries[t].value].node;
             char msg[1024];
@@ -287,6 +296,26 @@ nb_status nb_session_fetch_name(nb_session *s, const char *name, nb_tensor *out)
     if (!n)
         return nb_error(NB_ERR_NOT_FOUND, "fetch: no node named '%s'", name ? name : "(null)");
     return nb_session_fetch(s, n, out);
+}
+
+nb_status nb_session_set_profiling(nb_session *s, bool on)
+{
+    free(s->prof);
+    s->prof = NULL;
+    s->prof_runs = 0;
+    if (on && !(s->prof = calloc((size_t)s->plan->n_entries + 1, sizeof(double))))
+        return nb_error(NB_ERR_ALLOC, "session: out of memory for profiling");
+    return NB_OK;
+}
+
+int nb_session_profile(const nb_session *s, nb_profile_entry *out, int max)
+{
+    if (!s->prof)
+        return 0;
+    const nb_plan *p = s->plan;
+    for (int t = 0; t < p->n_entries && t < max; t++)
+        out[t] = (nb_profile_entry){p->values[p->entries[t].value].node, s->prof[t], s->prof_runs};
+    return p->n_entries;
 }
 
 uint64_t nb_session_runs(const nb_session *s) { return s->runs; }

@@ -48,6 +48,19 @@ nb_status nb_session_run(nb_session *s);
 uint64_t nb_session_runs(const nb_session *s);
 void nb_session_set_runs(nb_session *s, uint64_t runs);
 
+/* Per-op timing. Off by default (a run then reads no clock); when on, each
+ * run adds every tape entry's wall time to the entry's total. Turning it on
+ * clears the totals. */
+nb_status nb_session_set_profiling(nb_session *s, bool on);
+typedef struct nb_profile_entry {
+    const nb_node *node; /* the node the entry computes (its op, name, shape) */
+    double seconds;      /* summed over the profiled runs */
+    uint64_t runs;
+} nb_profile_entry;
+/* The tape's entries in run order with their totals; returns the entry
+ * count (fills at most max; 0 when profiling was never on). */
+int nb_session_profile(const nb_session *s, nb_profile_entry *out, int max);
+
 /* A view of an output (or input) value after a run. It holds a reference, so
  * it stays valid after nb_session_free, but the next run overwrites it:
  * nb_tensor_contiguous() it to keep it. Release with nb_tensor_release. */

@@ -58,6 +58,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "graph/session.h"
 #include "tensor/tensor.h"
 
 typedef struct nb_onnx_model nb_onnx_model;
@@ -130,6 +131,12 @@ nb_onnx_session *nb_onnx_session_new(nb_onnx_model *m);
 nb_status nb_onnx_session_run(nb_onnx_session *s, int n_in, const nb_tensor *inputs, int *n_out,
                               nb_tensor *outputs);
 void nb_onnx_session_free(nb_onnx_session *s);
+/* Per-op timing (graph/session.h): on or off for the plans the session has
+ * and will make (turning it on clears the totals). */
+nb_status nb_onnx_session_set_profiling(nb_onnx_session *s, bool on);
+/* The tape entries of the plan the session's last run used, with their
+ * time totals; returns the count (fills at most max; 0 if not profiling). */
+int nb_onnx_session_profile(const nb_onnx_session *s, nb_profile_entry *out, int max);
 
 /* A serialized TensorProto file (the .pb files of ONNX test data) to a tensor. */
 nb_status nb_onnx_read_tensor_file(const char *path, nb_tensor *out);

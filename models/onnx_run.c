@@ -644,6 +644,8 @@ struct nb_onnx_session {
     sess_slot slot[MAX_SESSION_PLANS];
     int n;
     uint64_t tick;
+    bool profiling;
+    int last; /* the slot of the last run, -1 before */
 };
 
 nb_onnx_session *nb_onnx_session_new(nb_onnx_model *m)
@@ -658,7 +660,24 @@ nb_onnx_session *nb_onnx_session_new(nb_onnx_model *m)
         return NULL;
     }
     s->m = m;
+    s->last = -1;
     return s;
+}
+
+nb_status nb_onnx_session_set_profiling(nb_onnx_session *s, bool on)
+{
+    s->profiling = on;
+    for (int i = 0; i < s->n; i++)
+        if (s->slot[i].s && nb_session_set_profiling(s->slot[i].s, on) != NB_OK)
+            return NB_ERR_ALLOC;
+    return NB_OK;
+}
+
+int nb_onnx_session_profile(const nb_onnx_session *s, nb_profile_entry *out, int max)
+{
+    if (s->last < 0 || !s->slot[s->last].s)
+        return 0;
+    return nb_session_profile(s->slot[s->last].s, out, max);
 }
 
 void nb_onnx_session_free(nb_onnx_session *s)
@@ -687,7 +706,9 @@ static nb_status get_slot(nb_onnx_session *s, int n_in, const nb_tensor *x, sess
     if (st != NB_OK)
         return st;
     nb_session *ns = NULL;
-    if (p->plan && !(ns = nb_session_new(p->plan))) {
+    if (p->plan && (!(ns = nb_session_new(p->plan)) ||
+                    (s->profiling && nb_session_set_profiling(ns, true) != NB_OK))) {
+        nb_session_free(ns);
         release_plan(s->m, p);
         return nb_error(NB_ERR_ALLOC, "onnx_run '%s': %s", s->m->what, nb_last_error());
     }
@@ -724,6 +745,7 @@ nb_status nb_onnx_session_run(nb_onnx_session *s, int n_in, const nb_tensor *inp
     if (st != NB_OK)
         return st;
     const onnx_plan *p = sl->plan;
+    s->last = (int)(sl - s->slot);
     for (int i = 0; i < n_in && sl->s && st == NB_OK; i++)
         if (p->in_node[i])
             st = nb_session_feed(sl->s, p->in_node[i], &inputs[i]);

@@ -148,6 +148,44 @@ END_TEST
 
 /* Reshapes are views: no tape entry, no copy; a fetched output stays valid
  * after the session is gone. */
+/* Profiling: off, no totals; on, one total per tape entry over the runs
+ * since it was turned on, each naming its node. */
+START_TEST(session_profile)
+{
+    nb_graph *g = nb_graph_new();
+    int64_t sh[2] = {64, 64};
+    nb_node *x = nb_input(g, "x", NB_F32, 2, sh);
+    nb_node *w = nb_param(g, "w", NB_F32, 2, sh);
+    nb_node *y = nb_relu(g, nb_matmul(g, x, w));
+    nb_plan *p = nb_compile(g, 1, &y, NULL);
+    ck_assert_ptr_nonnull(p);
+    nb_session *s = nb_session_new(p);
+    ck_assert_ptr_nonnull(s);
+    nb_tensor xt;
+    ck_assert_int_eq(nb_tensor_zeros(&xt, NB_F32, 2, sh), NB_OK);
+    ck_assert_int_eq(nb_session_feed(s, x, &xt), NB_OK);
+    ck_assert_int_eq(nb_session_run(s), NB_OK);
+    nb_profile_entry e[4];
+    ck_assert_int_eq(nb_session_profile(s, e, 4), 0);
+    ck_assert_int_eq(nb_session_set_profiling(s, true), NB_OK);
+    for (int r = 0; r < 3; r++)
+        ck_assert_int_eq(nb_session_run(s), NB_OK);
+    ck_assert_int_eq(nb_session_profile(s, e, 4), 2);
+    ck_assert_int_eq(nb_node_op(e[0].node), NB_OP_MATMUL);
+    ck_assert_ptr_eq(e[1].node, y);
+    for (int i = 0; i < 2; i++) {
+        ck_assert(e[i].runs == 3);
+        ck_assert(e[i].seconds > 0 && e[i].seconds < 10);
+    }
+    ck_assert_int_eq(nb_session_set_profiling(s, false), NB_OK);
+    ck_assert_int_eq(nb_session_profile(s, e, 4), 0);
+    nb_tensor_release(&xt);
+    nb_session_free(s);
+    nb_plan_free(p);
+    nb_graph_free(g);
+}
+END_TEST
+
 START_TEST(reshape_is_a_view)
 {
     nb_graph *g = nb_graph_new();
@@ -253,6 +291,7 @@ int main(void)
     tcase_add_test(tc, dot_export);
     tcase_add_test(tc, memory_reuse);
     tcase_add_test(tc, reshape_is_a_view);
+    tcase_add_test(tc, session_profile);
     tcase_add_test(tc, params_and_feeds);
     tcase_add_test(tc, grad_as_nodes);
     suite_add_tcase(s, tc);

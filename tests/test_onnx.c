@@ -549,9 +549,22 @@ START_TEST(commands_run_and_info)
     nb_tensor_release(&z);
     nb_tensor_release(&c);
 
+    /* --profile: the time per op type and the slowest nodes of 3 more runs */
+    ck_assert_int_eq(run_nabla((const char *[]){"run", model, "-i", xpath, "--profile", "3", NULL},
+                               out, sizeof out),
+                     0);
+    ck_assert_msg(strstr(out, "profile: 3 runs") && strstr(out, "op                    nodes") &&
+                      strstr(out, "\nadd ") && strstr(out, "slowest nodes:"),
+                  "%s", out);
+    ck_assert_int_eq(run_nabla((const char *[]){"run", model, "-i", xpath, "--profile", "0", NULL},
+                               out, sizeof out),
+                     2);
+    ck_assert_msg(strstr(out, "--profile needs a run count"), "%s", out);
+
     ck_assert_int_eq(run_nabla((const char *[]){"info", model, NULL}, out, sizeof out), 0);
     ck_assert_msg(strstr(out, "x                        f32   (N,4)") && strstr(out, "Add                      2") &&
-                      strstr(out, "params:    68") && strstr(out, "flops:     8 (8)"),
+                      strstr(out, "params:    68") && strstr(out, "flops:     8 (8)") &&
+                      strstr(out, "fused:     0 BatchNormalization and 0 Relu/Clip"),
                   "%s", out);
     /* usage errors exit with 2, load errors with 1 */
     ck_assert_int_eq(run_nabla((const char *[]){"run", model, NULL}, out, sizeof out), 2);

@@ -33,9 +33,10 @@
 
 void onnx_usage(void)
 {
-    puts("  run MODEL.onnx -i X [-i ...] [-o DIR]\n"
+    puts("  run MODEL.onnx -i X [-i ...] [-o DIR] [--profile N]\n"
          "                       run an ONNX model on inputs (.npy or .pb, in graph order); print\n"
-         "                       the outputs or write them as DIR/output_K.npy\n"
+         "                       the outputs or write them as DIR/output_K.npy; --profile N then\n"
+         "                       runs N more times and prints the time per op type and node\n"
          "  info MODEL.onnx [-i X ...]\n"
          "                       inputs, outputs, op counts, parameters and FLOPs of a model\n"
          "  conformance DIR...   run ONNX backend test directories and report passed/failed/skipped");
@@ -53,11 +54,12 @@ static nb_status read_tensor(const char *path, nb_tensor *t)
     return ends_with(path, ".pb") ? nb_onnx_read_tensor_file(path, t) : nb_npy_load(path, t);
 }
 
-/* MODEL [-i X]... [-o DIR]: parsed into the arrays given. */
+/* MODEL [-i X]... [-o DIR] [--profile N]: parsed into the arrays given. */
 typedef struct run_args {
     const char *model, *out_dir;
     int n_in;
     const char *in[NB_ONNX_MAX_IO];
+    long profile; /* runs to profile, 0: none */
 } run_args;
 
 static int parse_run_args(const char *who, int argc, char **argv, bool allow_out, run_args *a)
@@ -65,7 +67,13 @@ static int parse_run_args(const char *who, int argc, char **argv, bool allow_out
     memset(a, 0, sizeof(*a));
     for (int i = 0; i < argc; i++) {
         const char *s = argv[i];
-        if (strcmp(s, "-i") == 0 || strcmp(s, "--input") == 0 ||
+        if (allow_out && strcmp(s, "--profile") == 0) {
+            char *end = NULL;
+            a->profile = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
+            if (i + 1 >= argc || !end || *end || a->profile < 1 || a->profile > 1000000)
+                return cli_usage_error("%s: --profile needs a run count from 1 to 1000000", who);
+            i++;
+        } else if (strcmp(s, "-i") == 0 || strcmp(s, "--input") == 0 ||
             (allow_out && (strcmp(s, "-o") == 0 || strcmp(s, "--output") == 0))) {
             if (i + 1 >= argc)
                 return cli_usage_error("%s: %s needs a value", who, s);
@@ -130,6 +138,93 @@ static int open_model(const char *who, int argc, char **argv, run_args *a, nb_on
     return 0;
 }
 
+/* One op type's share of a profile. */
+typedef struct op_time {
+    const char *op;
+    double seconds;
+    int nodes;
+} op_time;
+
+static int by_time_op(const void *a, const void *b)
+{
+    double x = ((const op_time *)a)->seconds, y = ((const op_time *)b)->seconds;
+    return (x < y) - (x > y);
+}
+
+static int by_time_entry(const void *a, const void *b)
+{
+    double x = ((const nb_profile_entry *)a)->seconds, y = ((const nb_profile_entry *)b)->seconds;
+    return (x < y) - (x > y);
+}
+
+/* --profile N: a session (its plan made by one run first), N profiled runs,
+ * then the time per run of each op type and of the slowest nodes. */
+static int profile_runs(nb_onnx_model *m, int n_in, const nb_tensor *in, long runs)
+{
+    nb_onnx_session *s = nb_onnx_session_new(m);
+    nb_profile_entry *e = NULL;
+    op_time *ops = NULL;
+    nb_tensor out[NB_ONNX_MAX_IO];
+    int rc = 1, n = 0;
+    double wall = 0;
+    for (long r = -1; s && r < runs; r++) { /* run -1: plans and caches */
+        if (r == 0 && nb_onnx_session_set_profiling(s, true) != NB_OK)
+            goto done;
+        int n_out = NB_ONNX_MAX_IO;
+        double t0 = nb_now_seconds();
+        if (nb_onnx_session_run(s, n_in, in, &n_out, out) != NB_OK)
+            goto done;
+        if (r >= 0)
+            wall += nb_now_seconds() - t0;
+        for (int k = 0; k < n_out; k++)
+            nb_tensor_release(&out[k]);
+    }
+    n = s ? nb_onnx_session_profile(s, NULL, 0) : 0;
+    e = malloc(((size_t)n + 1) * sizeof *e);
+    ops = calloc((size_t)n + 1, sizeof *ops);
+    if (!s || !e || !ops) {
+        nb_error(NB_ERR_ALLOC, "run: out of memory for the profile");
+        goto done;
+    }
+    n = nb_onnx_session_profile(s, e, n);
+    int n_ops = 0;
+    double total = 0;
+    for (int i = 0; i < n; i++) {
+        const char *op = nb_op_name(nb_node_op(e[i].node));
+        int k = 0;
+        while (k < n_ops && strcmp(ops[k].op, op) != 0)
+            k++;
+        if (k == n_ops)
+            ops[n_ops++] = (op_time){op, 0, 0};
+        ops[k].seconds += e[i].seconds;
+        ops[k].nodes++;
+        total += e[i].seconds;
+    }
+    qsort(ops, (size_t)n_ops, sizeof *ops, by_time_op);
+    qsort(e, (size_t)n, sizeof *e, by_time_entry);
+    printf("profile: %ld runs, %.3f ms a run (%.3f ms in %d tape entries), %d threads\n", runs,
+           1e3 * wall / (double)runs, 1e3 * total / (double)runs, n, nb_get_num_threads());
+    printf("%-20s %6s %10s %7s\n", "op", "nodes", "ms/run", "share");
+    for (int k = 0; k < n_ops; k++)
+        printf("%-20s %6d %10.3f %6.1f%%\n", ops[k].op, ops[k].nodes,
+               1e3 * ops[k].seconds / (double)runs, total > 0 ? 100 * ops[k].seconds / total : 0.0);
+    printf("slowest nodes:\n");
+    for (int i = 0; i < n && i < 15; i++) {
+        char shape[96];
+        nb_shape_str(nb_node_ndim(e[i].node), nb_node_shape(e[i].node), shape, sizeof shape);
+        printf("  %10.3f ms  %-14s %-16s %s\n", 1e3 * e[i].seconds / (double)runs,
+               nb_op_name(nb_node_op(e[i].node)), shape, nb_node_name(e[i].node));
+    }
+    rc = 0;
+done:
+    if (rc)
+        cli_error("%s", nb_last_error());
+    free(e);
+    free(ops);
+    nb_onnx_session_free(s);
+    return rc;
+}
+
 int cmd_onnx_run(int argc, char **argv)
 {
     run_args a;
@@ -168,6 +263,8 @@ int cmd_onnx_run(int argc, char **argv)
             nb_tensor_print(stdout, &out[k]);
         }
     }
+    if (rc == 0 && a.profile)
+        rc = profile_runs(m, a.n_in, in, a.profile);
     for (int k = 0; k < NB_ONNX_MAX_IO; k++) {
         nb_tensor_release(&in[k]);
         nb_tensor_release(&out[k]);
