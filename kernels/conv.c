@@ -23,7 +23,8 @@
  * dilation 1 and one group (all three ops) run Winograd F(2x2, 3x3) in
  * kernels/conv_winograd.c instead (2.25x fewer multiplies, no im2col, no BLAS),
  * when both channel counts are at least WINO_MIN_CHANNELS (below that the
- * 16-lane channel vectors would be mostly padding). CONV_TRANSPOSE2D is then
+ * 16-lane channel vectors would be mostly padding) and there are enough
+ * output tiles for the transformed weights (WINO_BYTES_PER_TILE). CONV_TRANSPOSE2D is then
  * the conv of its input with the weights transposed and flipped (offset
  * KH - 1 - pad); its workspace (transformed weights, per-thread tile buffers)
  * is asked for by nb_cpu_conv_workspace like im2col's. NABLA_WINOGRAD=0 in
@@ -66,6 +67,7 @@
 
 #define TILE_BYTES (1024u << 10) /* about the L2 cache of one core */
 #define WINO_MIN_CHANNELS 8
+#define WINO_BYTES_PER_TILE (256.0 * 1024) /* of transformed weights: below this */
 
 /* The geometry of one call, seen as the CONV2D it is (or is the adjoint of):
  * "image" is the conv2d input side (C channels, H x W), "out" the conv2d
@@ -182,8 +184,12 @@ void nb_cpu_valid_range(int64_t OW, int64_t W, int64_t s, int64_t pad, int64_t o
                         int64_t sh = off - m->p1;                                       \
                         for (int64_t j = 0; j < lo; j++)                                \
                             dst[j] = 0;                                                 \
-                        for (int64_t j = lo; j < hi; j++)                               \
-                            dst[j] = src[j * m->s1 + sh];                               \
+                        if (m->s1 == 2) /* a constant stride vectorises */             \
+                            for (int64_t j = lo; j < hi; j++)                           \
+                                dst[j] = src[j * 2 + sh];                               \
+                        else                                                            \
+                            for (int64_t j = lo; j < hi; j++)                           \
+                                dst[j] = src[j * m->s1 + sh];                           \
                         for (int64_t j = hi; j < OW; j++)                               \
                             dst[j] = 0;                                                 \
                     }                                                                   \
@@ -400,6 +406,12 @@ static nb_status make_geom(const nb_kernel_call *c, geom *m)
             m->wg = (nb_wino){m->N, m->C, m->H, m->W, m->CO, m->OH, m->OW, m->p0, m->p1,
                               c->op == NB_OP_CONV2D && p->clamp, p->clamp_min, p->clamp_max};
         if (nb_wino_workspace(&m->wg, c->op == NB_OP_CONV2D_GRAD_WEIGHT, 1) == 0)
+            m->wino = false;
+        /* few tiles under many channels (ResNet's last stage at batch 1): the
+         * transformed weights, 16/9 of the weights, are streamed for a few
+         * tiles each; im2col reads the weights once, faster there */
+        double tiles = (double)m->wg.N * (double)((m->wg.hout + 1) / 2) * (double)((m->wg.wout + 1) / 2);
+        if (16.0 * (double)m->wg.cin * (double)m->wg.cout * sizeof(float) >= WINO_BYTES_PER_TILE * tiles)
             m->wino = false;
     }
     m->dw = !m->wino && c->op == NB_OP_CONV2D && m->dt == NB_F32 && m->G == m->C &&

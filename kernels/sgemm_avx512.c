@@ -6,7 +6,9 @@
  * the FMA units rather than the loads bound it. For each 32-column panel of
  * B (K x 32 floats: 128 bytes a row, L1/L2-resident while it is reused) the
  * tiles walk down all of C's rows; A's rows are read in order, eight streams
- * at a time. Column tails use masked loads and stores; a row tail is a tile
+ * at a time. When A is the bigger operand (more rows than columns: a conv's
+ * weights on a small image) the loops swap, so that each 8-row block of A
+ * is read from memory once and reused across all panels of B. Column tails use masked loads and stores; a row tail is a tile
  * of fewer rows (the row count is a compile-time constant in each of the
  * eight instances, so the loops unroll). Each C element is one sum over k in
  * order, so results do not depend on how callers split C.
@@ -80,6 +82,33 @@ static inline __attribute__((always_inline)) TGT void tile(int mr, int64_t K, co
 
 static __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n > 0 ? n : 0)) - 1); }
 
+/* Rows [i0, i1) of C at the 32-column panel starting at column j. */
+static inline __attribute__((always_inline)) TGT void tiles(int64_t M, int64_t K, const float *A,
+                                                             int64_t lda, const float *B,
+                                                             int64_t ldb, float *C, int64_t ldc,
+                                                             const epi *e, int64_t i0, int64_t i1,
+                                                             int64_t j, int64_t N)
+{
+    (void)M;
+    __mmask16 m0 = lanes(N - j), m1 = lanes(N - j - 16);
+    const float *b = B + j;
+    int64_t i = i0;
+    for (; i + MR <= i1; i += MR)
+        tile(MR, K, A + i * lda, lda, b, ldb, C + i * ldc + j, ldc, m0, m1, e, i);
+    const float *a = A + i * lda;
+    float *c = C + i * ldc + j;
+    switch (i1 - i) { /* a tile of the remaining rows */
+    case 7: tile(7, K, a, lda, b, ldb, c, ldc, m0, m1, e, i); break;
+    case 6: tile(6, K, a, lda, b, ldb, c, ldc, m0, m1, e, i); break;
+    case 5: tile(5, K, a, lda, b, ldb, c, ldc, m0, m1, e, i); break;
+    case 4: tile(4, K, a, lda, b, ldb, c, ldc, m0, m1, e, i); break;
+    case 3: tile(3, K, a, lda, b, ldb, c, ldc, m0, m1, e, i); break;
+    case 2: tile(2, K, a, lda, b, ldb, c, ldc, m0, m1, e, i); break;
+    case 1: tile(1, K, a, lda, b, ldb, c, ldc, m0, m1, e, i); break;
+    default: break;
+    }
+}
+
 TGT void nb_sgemm_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                          const float *B, int64_t ldb, float *C, int64_t ldc, const float *bias,
                          bool clamp, float lo, float hi)
@@ -87,25 +116,14 @@ TGT void nb_sgemm_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_
     if (M <= 0 || N <= 0 || !nb_sgemm_avx512_enabled())
         return;
     epi e = {bias, clamp, lo, hi};
-    for (int64_t j = 0; j < N; j += NR) {
-        __mmask16 m0 = lanes(N - j), m1 = lanes(N - j - 16);
-        const float *b = B + j;
-        int64_t i = 0;
-        for (; i + MR <= M; i += MR)
-            tile(MR, K, A + i * lda, lda, b, ldb, C + i * ldc + j, ldc, m0, m1, &e, i);
-        const float *a = A + i * lda;
-        float *c = C + i * ldc + j;
-        switch (M - i) { /* a tile of the remaining rows */
-        case 7: tile(7, K, a, lda, b, ldb, c, ldc, m0, m1, &e, i); break;
-        case 6: tile(6, K, a, lda, b, ldb, c, ldc, m0, m1, &e, i); break;
-        case 5: tile(5, K, a, lda, b, ldb, c, ldc, m0, m1, &e, i); break;
-        case 4: tile(4, K, a, lda, b, ldb, c, ldc, m0, m1, &e, i); break;
-        case 3: tile(3, K, a, lda, b, ldb, c, ldc, m0, m1, &e, i); break;
-        case 2: tile(2, K, a, lda, b, ldb, c, ldc, m0, m1, &e, i); break;
-        case 1: tile(1, K, a, lda, b, ldb, c, ldc, m0, m1, &e, i); break;
-        default: break;
-        }
+    if (M > N) { /* A is the bigger operand: each row block once, all panels of B under it */
+        for (int64_t i = 0; i < M; i += MR)
+            for (int64_t j = 0; j < N; j += NR)
+                tiles(M, K, A, lda, B, ldb, C, ldc, &e, i, i + MR < M ? i + MR : M, j, N);
+        return;
     }
+    for (int64_t j = 0; j < N; j += NR)
+        tiles(M, K, A, lda, B, ldb, C, ldc, &e, 0, M, j, N);
 }
 
 #else /* not x86-64 with GCC or clang: the BLAS path everywhere */

@@ -184,7 +184,12 @@ START_TEST(test_wino_not_taken)
         {"dilation 2", 2, 16, 6, 6, 16, 3, 3, ARGS(1, 1, 2, 2, 2, 2, 2, 2, 0, 0, 1), true},
         {"5x5", 2, 16, 6, 6, 16, 5, 5, ARGS(1, 1, 2, 2, 2, 2, 1, 1, 0, 0, 1), true},
         {"520->512 (too wide)", 1, 520, 3, 2, 512, 3, 3, ARGS(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1), true},
+        /* 16 tiles under 4.2 MB of transformed weights: im2col */
+        {"256->256 7x7 batch 1 (few tiles)", 1, 256, 7, 7, 256, 3, 3, ARGS(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1), true},
     };
+    /* the same at batch 2 has tiles enough */
+    const ccase two = {"256->256 7x7 batch 2", 2, 256, 7, 7, 256, 3, 3, ARGS(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1), true};
+    check_route(&two, true);
     for (int k = 0; k < (int)(sizeof thin / sizeof thin[0]); k++) {
         nb_rng_init(&rng, 1300 + (uint64_t)k);
         check_route(&thin[k], false);
