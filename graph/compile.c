@@ -99,12 +99,41 @@ static bool alloc_give(offset_alloc *a, size_t off, size_t size)
 
 /* ---- plan construction ------------------------------------------------- */
 
+/* Whether value v is a CONST node's tensor (or a view of one). */
+static bool is_const(const nb_plan *p, int v)
+{
+    const nb_plan_value *pv = &p->values[v];
+    int root = pv->kind == NB_VALUE_ALIAS ? pv->root : v;
+    return p->values[root].kind == NB_VALUE_EXTERNAL && p->values[root].node->op == NB_OP_CONST;
+}
+
+/* One kernel cache per entry (empty), told which inputs are constants. */
+static nb_status plan_caches(nb_plan *p)
+{
+    p->caches = calloc((size_t)p->n_entries + 1, sizeof(nb_kernel_cache));
+    if (!p->caches)
+        return nb_error(NB_ERR_ALLOC, "compile: out of memory");
+    for (int t = 0; t < p->n_entries; t++) {
+        pthread_mutex_init(&p->caches[t].lock, NULL);
+        for (int k = 0; k < p->entries[t].n_in && k < 32; k++)
+            if (is_const(p, p->entries[t].in[k]))
+                p->caches[t].const_inputs |= 1u << k;
+    }
+    return NB_OK;
+}
+
 void nb_plan_free(nb_plan *p)
 {
     if (!p)
         return;
     for (int i = 0; i < p->n_entries; i++)
         free(p->entries[i].in);
+    for (int i = 0; p->caches && i < p->n_entries; i++) {
+        if (p->caches[i].data && p->caches[i].free_fn)
+            p->caches[i].free_fn(p->caches[i].data);
+        pthread_mutex_destroy(&p->caches[i].lock);
+    }
+    free(p->caches);
     free(p->entries);
     free(p->values);
     free(p->value_of_node);
@@ -308,6 +337,8 @@ nb_plan *nb_compile(nb_graph *g, int n_out, nb_node *const *outputs, const nb_ba
     }
     if (st == NB_OK)
         st = plan_memory(p);
+    if (st == NB_OK)
+        st = plan_caches(p);
     if (st != NB_OK) {
         nb_plan_free(p);
         return NULL;

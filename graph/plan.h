@@ -39,6 +39,7 @@ struct nb_plan {
     int n_outputs;
     int *outputs;       /* value indices */
     size_t arena_bytes, unshared_bytes, workspace_bytes;
+    nb_kernel_cache *caches; /* one per entry, shared by the plan's sessions */
 };
 
 #endif

@@ -5,10 +5,11 @@
  * indirect calls. Parameter and constant tensors are re-read at the start of
  * each run, so an optimizer that writes new values is seen at once.
  *
- * Each entry also has a cache (nb_kernel_cache) that its kernel may fill
- * and keep across runs, told which inputs are CONST nodes: a constant's
- * contents never change, so work on it (Winograd's weight transform) can be
- * done at the first run only. The session frees what the kernels kept. */
+ * Each call points at its entry's cache in the plan (nb_kernel_cache), which
+ * the kernel may fill and keep across runs, told which inputs are CONST
+ * nodes: a constant's contents never change, so work on it (Winograd's
+ * weight transform) is done at the first run of any of the plan's sessions
+ * only, and shared by all of them. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,7 +21,6 @@ struct nb_session {
     nb_buffer *arena;
     nb_tensor *values;             /* one per plan value */
     nb_kernel_call *calls;         /* one per entry */
-    nb_kernel_cache *caches;       /* one per entry (kernels' memory across runs) */
     const nb_tensor **in_ptrs;     /* all entries' input pointer arrays */
     bool *fed;                     /* per value; meaningful for inputs */
     void *workspace;
@@ -40,14 +40,6 @@ static bool holds_ref(const nb_plan *p, int v)
     return p->values[root].kind == NB_VALUE_ARENA;
 }
 
-/* Whether value v is a CONST node's tensor (or a view of one). */
-static bool is_const(const nb_plan *p, int v)
-{
-    const nb_plan_value *pv = &p->values[v];
-    int root = pv->kind == NB_VALUE_ALIAS ? pv->root : v;
-    return p->values[root].kind == NB_VALUE_EXTERNAL && p->values[root].node->op == NB_OP_CONST;
-}
-
 void nb_session_free(nb_session *s)
 {
     if (!s)
@@ -60,10 +52,6 @@ void nb_session_free(nb_session *s)
     nb_buffer_release(s->arena);
     free(s->values);
     free(s->calls);
-    for (int t = 0; s->caches && t < s->plan->n_entries; t++)
-        if (s->caches[t].data && s->caches[t].free_fn)
-            s->caches[t].free_fn(s->caches[t].data);
-    free(s->caches);
     free(s->in_ptrs);
     free(s->fed);
     free(s->workspace);
@@ -110,7 +98,6 @@ nb_session *nb_session_new(const nb_plan *p)
         n_in_total += p->entries[t].n_in;
     s->values = calloc((size_t)p->n_values + 1, sizeof(nb_tensor));
     s->calls = calloc((size_t)p->n_entries + 1, sizeof(nb_kernel_call));
-    s->caches = calloc((size_t)p->n_entries + 1, sizeof(nb_kernel_cache));
     s->in_ptrs = calloc((size_t)n_in_total + 1, sizeof(nb_tensor *));
     s->fed = calloc((size_t)p->n_values + 1, sizeof(bool));
     void *mem = NULL;
@@ -124,7 +111,7 @@ nb_session *nb_session_new(const nb_plan *p)
     }
     if (p->workspace_bytes && posix_memalign(&s->workspace, 64, p->workspace_bytes) != 0)
         s->workspace = NULL;
-    if (!s->values || !s->calls || !s->caches || !s->in_ptrs || !s->fed || !mem ||
+    if (!s->values || !s->calls || !s->in_ptrs || !s->fed || !mem ||
         (p->workspace_bytes && !s->workspace)) {
         nb_error(NB_ERR_ALLOC, "session: out of memory for an arena of %zu bytes", bytes);
         nb_session_free(s);
@@ -147,13 +134,10 @@ nb_session *nb_session_new(const nb_plan *p)
     for (int t = 0; t < p->n_entries; t++) {
         const nb_plan_entry *e = &p->entries[t];
         nb_node *nd = p->values[e->value].node;
-        for (int k = 0; k < e->n_in; k++) {
+        for (int k = 0; k < e->n_in; k++)
             ip[k] = &s->values[e->in[k]];
-            if (k < 32 && is_const(p, e->in[k]))
-                s->caches[t].const_inputs |= 1u << k;
-        }
         s->calls[t] = (nb_kernel_call){nd->op, e->n_in, ip, &s->values[e->value], nd->params,
-                                       s->workspace, p->workspace_bytes, 0, &s->caches[t]};
+                                       s->workspace, p->workspace_bytes, 0, &p->caches[t]};
         ip += e->n_in;
     }
     return s;

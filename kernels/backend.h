@@ -3,19 +3,22 @@
 #ifndef NB_BACKEND_H
 #define NB_BACKEND_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "kernels/ops.h"
 #include "tensor/tensor.h"
 
-/* Memory a kernel keeps for one tape entry across the runs of a session,
- * e.g. weights it transformed once (Winograd) because they never change.
- * const_inputs has bit i set when input i is a CONST node: the same tensor,
- * same contents, in every run. The kernel owns data (and sets free_fn,
- * which the session calls on it when it is freed). */
+/* Memory a kernel keeps for one tape entry across runs, shared by every
+ * session of the plan: e.g. weights it transformed once (Winograd) because
+ * they never change. const_inputs has bit i set when input i is a CONST
+ * node: the same tensor, same contents, in every run. A kernel reads and
+ * fills it holding lock (sessions of one plan may run at once); once data is
+ * set it stays until the plan is freed, which calls free_fn on it. */
 typedef struct nb_kernel_cache {
     uint32_t const_inputs;
+    pthread_mutex_t lock;
     void *data;
     const void *key; /* whatever the kernel checks data against (e.g. the weights' address) */
     void (*free_fn)(void *data);
@@ -32,7 +35,7 @@ typedef struct nb_kernel_call {
     uint64_t run_index;         /* which run of the session this is (0, 1, ...):
                                    stochastic ops (DROPOUT) draw from it, so
                                    forward and backward of one run agree */
-    nb_kernel_cache *cache;     /* the entry's, in a session; NULL in direct calls */
+    nb_kernel_cache *cache;     /* the entry's, in a plan's sessions; NULL in direct calls */
 } nb_kernel_call;
 
 /* Run one op. On failure return a status and set nb_error() naming the op. */

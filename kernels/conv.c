@@ -653,28 +653,29 @@ static void add_bias(nb_dtype dt, const void *bias, void *out, int64_t N, int64_
 }
 
 /* Winograd's transformed weights for a call whose weight input is a CONST
- * node, made at its first run and kept in the call's cache (keyed by the
- * weights' address); NULL when there is no cache, the weights are not
- * constant, or memory is short (the caller then transforms per call). */
+ * node, made at the first run of any session of the plan and kept in the
+ * entry's shared cache (keyed by the weights' address); NULL when there is
+ * no cache, the weights are not constant or not the ones cached, or memory
+ * is short (the caller then transforms per call). */
 static const float *cached_weights(const nb_kernel_call *c, const nb_wino *wg, const float *w)
 {
     nb_kernel_cache *k = c->cache;
     if (!k || !(k->const_inputs & 2u))
         return NULL;
-    if (k->data && k->key == w)
-        return k->data;
-    size_t bytes = nb_wino_weights_bytes(wg);
-    if (bytes == 0)
-        return NULL;
-    if (k->data && k->free_fn)
-        k->free_fn(k->data);
-    k->data = aligned_alloc(64, bytes);
-    k->free_fn = free;
-    k->key = w;
-    if (!k->data)
-        return NULL;
-    nb_wino_transform(wg, w, c->op == NB_OP_CONV_TRANSPOSE2D, k->data);
-    return k->data;
+    pthread_mutex_lock(&k->lock);
+    if (!k->data) {
+        size_t bytes = nb_wino_weights_bytes(wg);
+        float *u = bytes ? aligned_alloc(64, bytes) : NULL;
+        if (u) {
+            nb_wino_transform(wg, w, c->op == NB_OP_CONV_TRANSPOSE2D, u);
+            k->data = u;
+            k->free_fn = free;
+            k->key = w;
+        }
+    }
+    const float *u = k->data && k->key == w ? k->data : NULL;
+    pthread_mutex_unlock(&k->lock);
+    return u;
 }
 
 nb_status nb_cpu_conv(const nb_kernel_call *c)

@@ -3,6 +3,7 @@
  * with its im2col fallback forced as well, for its routing, and for results
  * that do not depend on the thread count or the workspace given. */
 #include <check.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,10 +218,20 @@ END_TEST
  * with one too small (each allocates one slot), with a full one; the results
  * agree bit for bit, as they do across thread counts for the forward and the
  * input gradient (disjoint outputs); the weight gradient is repeatable. */
+/* Runs a session three times (a thread's body). */
+static void *run_thrice(void *arg)
+{
+    for (int r = 0; r < 3; r++)
+        if (nb_session_run(arg) != NB_OK)
+            return arg;
+    return NULL;
+}
+
 /* Constant weights (a CONST node, as ONNX initializers are): the transform
- * is kept in the entry's cache after the first run; every run, of this
- * session and of a second one, equals the run with the same weights as a
- * PARAM (transformed each call) bit for bit, forward and transpose. */
+ * is made at the first run and kept in the plan's cache for the entry;
+ * every run equals the run with the same weights as a PARAM (transformed
+ * each call) bit for bit, forward and transpose, including two sessions of
+ * one plan making their first runs at the same time on two threads. */
 START_TEST(test_wino_const_weights_cached)
 {
     const ccase *c = &wino_cases[0];
@@ -247,10 +258,28 @@ START_TEST(test_wino_const_weights_cached)
         nb_node *outs[2] = {y, z};
         nb_plan *plan = nb_compile(g, 2, outs, nb_cpu_backend());
         ck_assert_msg(plan != NULL, "compile: %s", nb_last_error());
-        nb_session *s = nb_session_new(plan);
+        nb_session *s = nb_session_new(plan), *s2 = k == 2 ? nb_session_new(plan) : NULL;
         ck_assert_ptr_nonnull(s);
-        for (int run = 0; run < (k == 2 ? 3 : 1); run++)
+        if (k == 2) { /* two sessions of the plan, first runs racing for the cache */
+            ck_assert_ptr_nonnull(s2);
+            pthread_t th;
+            ck_assert_int_eq(pthread_create(&th, NULL, run_thrice, s2), 0);
+            ck_assert_ptr_null(run_thrice(s));
+            void *ret = s;
+            ck_assert_int_eq(pthread_join(th, &ret), 0);
+            ck_assert_ptr_null(ret);
+            nb_tensor t2;
+            ck_assert_int_eq(nb_session_fetch(s2, y, &t2), NB_OK);
+            nb_tensor t1;
+            ck_assert_int_eq(nb_session_fetch(s, y, &t1), NB_OK);
+            ck_assert(memcmp(nb_tensor_data(&t1), nb_tensor_data(&t2),
+                             (size_t)nb_tensor_numel(&t1) * sizeof(float)) == 0);
+            nb_tensor_release(&t1);
+            nb_tensor_release(&t2);
+            nb_session_free(s2);
+        } else {
             ck_assert_int_eq(nb_session_run(s), NB_OK);
+        }
         nb_tensor ty, tz;
         ck_assert_int_eq(nb_session_fetch(s, y, &ty), NB_OK);
         ck_assert_int_eq(nb_session_fetch(s, z, &tz), NB_OK);
