@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "kernels/conv_depthwise.h"
+#include "kernels/cpu.h"
 #include "kernels/threadpool.h"
 
 bool nb_dw_enabled(void)
@@ -95,11 +96,8 @@ static inline __attribute__((always_inline)) void make_phases(const nb_dw *g, co
         for (int64_t b = 0; b < g->s1; b++) {
             float *dst = ph + (a * g->s1 + b) * s->phase;
             /* columns c with 0 <= c*s1 + b - p1 < W are inside */
-            int64_t cl = 0, ch = s->Wq;
-            while (cl < ch && cl * g->s1 + b - g->p1 < 0)
-                cl++;
-            while (ch > cl && (ch - 1) * g->s1 + b - g->p1 >= g->W)
-                ch--;
+            int64_t cl, ch;
+            nb_cpu_valid_range(s->Wq, g->W, g->s1, g->p1, b, &cl, &ch);
             for (int64_t r = 0; r < s->Hq; r++) {
                 float *restrict d = dst + r * s->Wq; /* never the input: no overlap checks */
                 int64_t ih = r * g->s0 + a - g->p0;

@@ -83,13 +83,12 @@ static inline __attribute__((always_inline)) TGT void tile(int mr, int64_t K, co
 static __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n > 0 ? n : 0)) - 1); }
 
 /* Rows [i0, i1) of C at the 32-column panel starting at column j. */
-static inline __attribute__((always_inline)) TGT void tiles(int64_t M, int64_t K, const float *A,
+static inline __attribute__((always_inline)) TGT void tiles(int64_t K, const float *A,
                                                              int64_t lda, const float *B,
                                                              int64_t ldb, float *C, int64_t ldc,
                                                              const epi *e, int64_t i0, int64_t i1,
                                                              int64_t j, int64_t N)
 {
-    (void)M;
     __mmask16 m0 = lanes(N - j), m1 = lanes(N - j - 16);
     const float *b = B + j;
     int64_t i = i0;
@@ -119,11 +118,11 @@ TGT void nb_sgemm_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_
     if (M > N) { /* A is the bigger operand: each row block once, all panels of B under it */
         for (int64_t i = 0; i < M; i += MR)
             for (int64_t j = 0; j < N; j += NR)
-                tiles(M, K, A, lda, B, ldb, C, ldc, &e, i, i + MR < M ? i + MR : M, j, N);
+                tiles(K, A, lda, B, ldb, C, ldc, &e, i, i + MR < M ? i + MR : M, j, N);
         return;
     }
     for (int64_t j = 0; j < N; j += NR)
-        tiles(M, K, A, lda, B, ldb, C, ldc, &e, 0, M, j, N);
+        tiles(K, A, lda, B, ldb, C, ldc, &e, 0, M, j, N);
 }
 
 #else /* not x86-64 with GCC or clang: the BLAS path everywhere */

@@ -60,20 +60,32 @@ static bool check_kernel_shape(onnx_node_ctx *c, nb_node *wt, int nd)
     return n == nd;
 }
 
+/* The operands of Conv and ConvTranspose: x, the weight (nd + 2 dims,
+ * matching kernel_shape), the optional bias, nd the spatial rank (1 or 2).
+ * NB_OK, or the status of the failure (recorded). */
+static nb_status conv_operands(onnx_node_ctx *c, nb_node **x, nb_node **wt, nb_node **b, int *nd)
+{
+    *x = onnx_need_in(c, 0);
+    *wt = *x ? onnx_need_in(c, 1) : NULL;
+    if (!*wt)
+        return nb_graph_status(c->g) ? nb_graph_status(c->g) : NB_ERR_ARG;
+    *b = onnx_has_in(c, 2) ? onnx_in(c, 2) : NULL;
+    *nd = onnx_spatial_rank(c, *x, 2);
+    if (*nd < 0)
+        return NB_ERR_UNSUPPORTED;
+    if (nb_node_ndim(*wt) != *nd + 2)
+        return onnx_fail(c, NB_ERR_SHAPE, "weight %s must be %d-D for input %s",
+                         nb_node_shape_str(*wt), *nd + 2, nb_node_shape_str(*x));
+    return check_kernel_shape(c, *wt, *nd) ? NB_OK : NB_ERR_SHAPE;
+}
+
 static nb_status conv(onnx_node_ctx *c)
 {
-    nb_node *x = onnx_need_in(c, 0), *wt = x ? onnx_need_in(c, 1) : NULL;
-    if (!wt)
-        return nb_graph_status(c->g) ? nb_graph_status(c->g) : NB_ERR_ARG;
-    nb_node *b = onnx_has_in(c, 2) ? onnx_in(c, 2) : NULL;
-    int nd = onnx_spatial_rank(c, x, 2);
-    if (nd < 0)
-        return NB_ERR_UNSUPPORTED;
-    if (nb_node_ndim(wt) != nd + 2)
-        return onnx_fail(c, NB_ERR_SHAPE, "weight %s must be %d-D for input %s",
-                         nb_node_shape_str(wt), nd + 2, nb_node_shape_str(x));
-    if (!check_kernel_shape(c, wt, nd))
-        return NB_ERR_SHAPE;
+    nb_node *x, *wt, *b;
+    int nd;
+    nb_status st = conv_operands(c, &x, &wt, &b, &nd);
+    if (st != NB_OK)
+        return st;
     onnx_window w = {.nd = nd};
     for (int i = 0; i < nd; i++) {
         w.in[i] = nb_node_shape(x)[2 + i];
@@ -98,18 +110,11 @@ static nb_status conv(onnx_node_ctx *c)
  * total; SAME_UPPER puts the odd one at the end, the others at the start. */
 static nb_status conv_transpose(onnx_node_ctx *c)
 {
-    nb_node *x = onnx_need_in(c, 0), *wt = x ? onnx_need_in(c, 1) : NULL;
-    if (!wt)
-        return nb_graph_status(c->g) ? nb_graph_status(c->g) : NB_ERR_ARG;
-    nb_node *b = onnx_has_in(c, 2) ? onnx_in(c, 2) : NULL;
-    int nd = onnx_spatial_rank(c, x, 2);
-    if (nd < 0)
-        return NB_ERR_UNSUPPORTED;
-    if (nb_node_ndim(wt) != nd + 2)
-        return onnx_fail(c, NB_ERR_SHAPE, "weight %s must be %d-D for input %s",
-                         nb_node_shape_str(wt), nd + 2, nb_node_shape_str(x));
-    if (!check_kernel_shape(c, wt, nd))
-        return NB_ERR_SHAPE;
+    nb_node *x, *wt, *b;
+    int nd;
+    nb_status st = conv_operands(c, &x, &wt, &b, &nd);
+    if (st != NB_OK)
+        return st;
     int ap = onnx_auto_pad(c);
     int64_t s[2], d[2], op[2], pb[2] = {0, 0}, pe[2] = {0, 0};
     if (ap < 0 || !onnx_dims_attr(c, "strides", nd, 1, 1, s) ||
