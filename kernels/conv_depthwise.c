@@ -24,6 +24,10 @@
  * (target_clones: the loader picks what the CPU has), so the loops above
  * run 16 lanes wide where they can.
  *
+ * The 3x3 kernels of mobile networks (stride 1 or 2, padding 0 or 1) go to
+ * kernels/conv_dw3x3.c instead, where the CPU has AVX-512: it reads the image
+ * in place and needs no scratch.
+ *
  * Work: the planes are split evenly over the threads (slots), each with its
  * own scratch from the call's workspace. Every plane is summed in the same
  * order whatever the thread count, so results do not depend on it.
@@ -78,7 +82,7 @@ static size_t slot_floats(const nb_dw *g)
     return (f + 15) & ~(size_t)15;
 }
 
-size_t nb_dw_workspace(const nb_dw *g, int64_t threads)
+static size_t generic_workspace(const nb_dw *g, int64_t threads)
 {
     int64_t planes = g->N * g->C;
     if (threads > planes)
@@ -86,6 +90,11 @@ size_t nb_dw_workspace(const nb_dw *g, int64_t threads)
     if (threads < 1)
         threads = 1;
     return (size_t)threads * slot_floats(g) * sizeof(float);
+}
+
+size_t nb_dw_workspace(const nb_dw *g, int64_t threads)
+{
+    return nb_dw3x3_supported(g) ? 0 : generic_workspace(g, threads);
 }
 
 /* The s0 x s1 phases of plane x, zero-padded, into ph. */
@@ -224,8 +233,8 @@ static void run_slots(void *ctx, int64_t s0, int64_t s1)
     }
 }
 
-bool nb_dw_conv_f32(const nb_dw *g, const float *x, const float *w, const float *b, float *y,
-                    void *ws, size_t ws_size)
+bool nb_dw_generic_conv_f32(const nb_dw *g, const float *x, const float *w, const float *b,
+                            float *y, void *ws, size_t ws_size)
 {
     dw_job j = {g, shape_of(g), x, w, b, y, ws, slot_floats(g), 0, g->N * g->C};
     if (j.planes <= 0 || g->OH <= 0 || g->OW <= 0)
@@ -250,4 +259,14 @@ bool nb_dw_conv_f32(const nb_dw *g, const float *x, const float *w, const float 
         run_slots(&j, 0, 1);
     free(mine);
     return true;
+}
+
+bool nb_dw_conv_f32(const nb_dw *g, const float *x, const float *w, const float *b, float *y,
+                    void *ws, size_t ws_size)
+{
+    if (nb_dw3x3_supported(g)) {
+        nb_dw3x3_conv_f32(g, x, w, b, y);
+        return true;
+    }
+    return nb_dw_generic_conv_f32(g, x, w, b, y, ws, ws_size);
 }

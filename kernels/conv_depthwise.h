@@ -18,7 +18,8 @@ typedef struct nb_dw {
 bool nb_dw_enabled(void);
 
 /* Scratch bytes for `threads` threads (at least one): each needs one
- * plane's zero-padded, stride-phased copy and an accumulator. */
+ * plane's zero-padded, stride-phased copy and an accumulator; none when the
+ * 3x3 kernel below takes the shape. */
 size_t nb_dw_workspace(const nb_dw *g, int64_t threads);
 
 /* y[n, c, i, j] = b[c] + sum_{p, q} w[c, 0, p, q] * x[n, c, i*s0 - p0 + p*d0, j*s1 - p1 + q*d1]
@@ -29,5 +30,16 @@ size_t nb_dw_workspace(const nb_dw *g, int64_t threads);
  * depend on the thread count. */
 bool nb_dw_conv_f32(const nb_dw *g, const float *x, const float *w, const float *b, float *y,
                     void *ws, size_t ws_size);
+
+/* nb_dw_conv_f32 without the hand-off to the 3x3 kernel (for the tests,
+ * which compare the two): needs the general kernel's workspace. */
+bool nb_dw_generic_conv_f32(const nb_dw *g, const float *x, const float *w, const float *b,
+                            float *y, void *ws, size_t ws_size);
+
+/* The AVX-512 3x3 kernel (kernels/conv_dw3x3.c) that nb_dw_conv_f32 hands
+ * its shapes to: 3x3, dilation 1, stride 1 or 2 on both axes, padding 0 or
+ * 1 before each axis, on a CPU with AVX-512F. It needs no workspace. */
+bool nb_dw3x3_supported(const nb_dw *g);
+void nb_dw3x3_conv_f32(const nb_dw *g, const float *x, const float *w, const float *b, float *y);
 
 #endif
