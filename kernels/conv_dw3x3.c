@@ -6,20 +6,8 @@
  * It reads the image in place: no padded copy, no workspace. An output row
  * is computed 16 columns at a time; for each of its (up to) three input
  * rows the three tap vectors x[r][j*s - p1 + q] (q = 0, 1, 2) come from
- * whole-vector loads of that row and lane shifts:
- *
- *   stride 1: with C = x[r][j .. j+15] and its neighbours P (the previous
- *             vector, zero before the row) and N (the next one), the taps at
- *             offsets -1, 0, +1, +2 are alignr(C, P, 15), C, alignr(N, C, 1)
- *             and alignr(N, C, 2);
- *   stride 2: two loads x[r][2j .. 2j+31] split into their even and odd
- *             columns E and O (permutex2var); offsets -1, 0, +1, +2 are
- *             alignr(O, O_prev, 15), E, O and alignr(x[r][2j+32], E, 1).
- *
- * Columns past the row's end are masked to zero at the load (a masked load
- * of an in-bounds address; a load that would start past the row is not
- * made), which is the zero padding on the right; the left padding is the
- * zero "previous" vector; input rows outside the image are skipped. Each
+ * whole-vector loads of that row and lane shifts (kernels/taps3_avx512.h),
+ * with zeros outside the row; input rows outside the image are skipped. Each
  * output is bias + its nine products in row-major tap order (FMAs), then
  * min(hi, max(lo, v)) (a NaN stays NaN), stored with a mask at the row's
  * tail. Planes are independent, so results do not depend on the thread
@@ -31,74 +19,16 @@
 #include "kernels/threadpool.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
+#include "kernels/taps3_avx512.h"
 
-#define TGT __attribute__((target("avx512f,fma")))
-#define INLINE static inline __attribute__((always_inline)) TGT
+#define TGT TAPS3_TGT
+#define INLINE TAPS3_INLINE
 
 bool nb_dw3x3_supported(const nb_dw *g)
 {
     return g->KH == 3 && g->KW == 3 && g->d0 == 1 && g->d1 == 1 && g->s0 == g->s1 &&
            (g->s0 == 1 || g->s0 == 2) && g->p0 >= 0 && g->p0 <= 1 && g->p1 >= 0 && g->p1 <= 1 &&
            __builtin_cpu_supports("avx512f");
-}
-
-static inline __mmask16 lanes(int64_t n)
-{
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
-}
-
-/* x[c .. c+15] of a row of W floats, zero past its end; no access (and no
- * address formed) when c >= W. */
-INLINE __m512 load16(const float *row, int64_t c, int64_t W)
-{
-    return c < W ? _mm512_maskz_loadu_ps(lanes(W - c), row + c) : _mm512_setzero_ps();
-}
-
-/* The state one input row carries from one output vector to the next. */
-typedef struct carry {
-    __m512 prev; /* stride 1: the vector before C; stride 2: the odd vector before O */
-    __m512 cur;  /* stride 1: C, loaded one step ahead */
-} carry;
-
-/* The three taps (offsets -p1 .. 2-p1) of input row `row` under the output
- * columns j .. j+15 (stride 1). */
-INLINE void taps_s1(const float *row, int64_t j, int64_t W, int p1, carry *cr, __m512 t[3])
-{
-    __m512 C = cr->cur, P = cr->prev, N = load16(row, j + 16, W);
-    __m512 m1 = _mm512_castsi512_ps(
-        _mm512_alignr_epi32(_mm512_castps_si512(C), _mm512_castps_si512(P), 15));
-    __m512 p1v = _mm512_castsi512_ps(
-        _mm512_alignr_epi32(_mm512_castps_si512(N), _mm512_castps_si512(C), 1));
-    if (p1) {
-        t[0] = m1, t[1] = C, t[2] = p1v;
-    } else {
-        t[0] = C, t[1] = p1v;
-        t[2] = _mm512_castsi512_ps(
-            _mm512_alignr_epi32(_mm512_castps_si512(N), _mm512_castps_si512(C), 2));
-    }
-    cr->prev = C, cr->cur = N;
-}
-
-/* The same at stride 2: output column j + l reads input column 2(j + l) - p1 + q. */
-INLINE void taps_s2(const float *row, int64_t j, int64_t W, int p1, carry *cr, __m512 t[3])
-{
-    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-    int64_t c = 2 * j;
-    __m512 A = load16(row, c, W), B = load16(row, c + 16, W);
-    __m512 E = _mm512_permutex2var_ps(A, even, B), O = _mm512_permutex2var_ps(A, odd, B);
-    if (p1) {
-        t[0] = _mm512_castsi512_ps(
-            _mm512_alignr_epi32(_mm512_castps_si512(O), _mm512_castps_si512(cr->prev), 15));
-        t[1] = E, t[2] = O;
-    } else {
-        __m512 next = c + 32 < W ? _mm512_maskz_loadu_ps(1, row + c + 32) : _mm512_setzero_ps();
-        t[0] = E, t[1] = O;
-        t[2] = _mm512_castsi512_ps(
-            _mm512_alignr_epi32(_mm512_castps_si512(next), _mm512_castps_si512(E), 1));
-    }
-    cr->prev = O;
 }
 
 /* R output rows (i0 .. i0+R-1) at once: their (R-1)*s + 3 input rows are
@@ -113,13 +43,13 @@ INLINE void out_rows(const nb_dw *g, int R, int stride, int p1, const float *x, 
     const int64_t W = g->W, OW = g->OW;
     const int nin = (R - 1) * stride + 3;
     const float *r[MAXIN];
-    carry cr[MAXIN];
+    taps3_carry cr[MAXIN];
+    const __m512 zero = _mm512_setzero_ps();
 #pragma GCC unroll 16
     for (int k = 0; k < nin; k++) {
         int64_t ih = i0 * stride - g->p0 + k;
         r[k] = ih >= 0 && ih < g->H ? x + ih * W : NULL;
-        cr[k].prev = _mm512_setzero_ps();
-        cr[k].cur = r[k] && stride == 1 ? load16(r[k], 0, W) : _mm512_setzero_ps();
+        taps3_start(&cr[k], r[k], stride, W, zero);
     }
     const __m512 lo = _mm512_set1_ps(g->lo), hi = _mm512_set1_ps(g->hi);
     for (int64_t j = 0; j < OW; j += 16) {
@@ -131,10 +61,7 @@ INLINE void out_rows(const nb_dw *g, int R, int stride, int p1, const float *x, 
         for (int k = 0; k < nin; k++) {
             if (!r[k])
                 continue;
-            if (stride == 1)
-                taps_s1(r[k], j, W, p1, &cr[k], t);
-            else
-                taps_s2(r[k], j, W, p1, &cr[k], t);
+            taps3(r[k], stride, j, W, p1, zero, &cr[k], t);
 #pragma GCC unroll 16
             for (int o = 0; o < R; o++) {
                 int d = k - o * stride; /* this input row is row d of output o's kernel */
@@ -145,7 +72,7 @@ INLINE void out_rows(const nb_dw *g, int R, int stride, int p1, const float *x, 
                 acc[o] = _mm512_fmadd_ps(t[2], w[3 * d + 2], acc[o]);
             }
         }
-        __mmask16 m = lanes(OW - j);
+        __mmask16 m = taps3_lanes(OW - j);
 #pragma GCC unroll 16
         for (int o = 0; o < R; o++) {
             __m512 v = acc[o];

@@ -26,6 +26,8 @@
  * maxima (and argmaxes) at once, with stride 1 and 2 specialised, so the
  * compiler vectorises across columns. Each column still sees its window in
  * row-major order, so ties and NaNs resolve exactly as PyTorch's scalar loop.
+ * f32 3x3 windows (stride 1 or 2, padding 0 or 1: ResNet's stem) go to
+ * kernels/pool_max3x3.c, which gives the same bits 16 columns at a time.
  * Average pooling and upsampling use plain window loops. The index-valued
  * ops and RoiAlign (POOL kind too) are in pool_index.c and roi_align.c.
  */
@@ -34,6 +36,7 @@
 #include <string.h>
 
 #include "kernels/cpu.h"
+#include "kernels/pool_max3x3.h"
 #include "kernels/threadpool.h"
 
 #define GRAIN_ELEMS 32768 /* input + output elements per thread-pool chunk, at least */
@@ -368,12 +371,18 @@ static inline tap_range tap_at(const pool_plan *p, int64_t c0, int64_t c1, const
         int fast2 = p->h.k == 2 && p->w.k == 2 && p->h.s == 2 && p->w.s == 2 &&       \
                     p->h.p == 0 && p->w.p == 0 && 2 * p->h.out <= p->h.in &&          \
                     2 * p->w.out <= p->w.in;                                          \
+        int fast3 = sizeof(T) == sizeof(float) && !p->h.adaptive && !p->w.adaptive &&  \
+                    nb_maxpool3x3_supported(p->h.k, p->w.k, p->h.s, p->w.s, p->h.p, p->w.p); \
+        nb_maxpool3x3 g3 = {p->h.in, p->w.in, p->h.out, p->w.out, p->h.s, p->h.p, p->w.p}; \
         const T *x = p->x, *gy = p->gy;                                               \
         T *o = p->out;                                                                \
         for (int64_t pl = begin; pl < end; pl++) {                                    \
             switch (p->op) {                                                          \
             case NB_OP_MAX_POOL2D:                                                    \
-                if (fast2)                                                            \
+                if (fast3) /* f32 only: the casts are no-ops there */                \
+                    nb_maxpool3x3_plane_f32(&g3, (const float *)(const void *)(x + pl * big), \
+                                            (float *)(void *)(o + pl * small));       \
+                else if (fast2)                                                       \
                     NAME##_max_plane_2x2(p, x + pl * big, o + pl * small);            \
                 else                                                                  \
                     NAME##_max_plane(p, x + pl * big, o + pl * small);                \

@@ -240,6 +240,15 @@ static const pcase cases[] = {
     {3, 37, 17, 15, 3, 3, 2, 2, 1, 1, 1, 0},
     {1, 2, 3, 40, 1, 17, 1, 2, 0, 8, 0, 1},   /* kernel wider than the tabulated taps */
     {1, 2, 3, 40, 2, 18, 1, 3, 1, 9, 1, 0},
+    /* f32 3x3 windows run kernels/pool_max3x3.c: widths around its 16-lane
+     * vectors and 32-column stride-2 loads, heights around its 4-row blocks */
+    {1, 2, 10, 33, 3, 3, 2, 2, 1, 1, 0, 1},
+    {1, 2, 9, 34, 3, 3, 2, 2, 0, 0, 0, 1},
+    {1, 2, 9, 35, 3, 3, 2, 2, 0, 0, 1, 1},    /* ceil: the last window reads past the row */
+    {1, 2, 6, 17, 3, 3, 1, 1, 1, 1, 0, 1},
+    {1, 2, 7, 32, 3, 3, 1, 1, 0, 0, 0, 1},
+    {1, 2, 11, 16, 3, 3, 2, 2, 1, 0, 0, 1},   /* pad on the rows only */
+    {1, 2, 2, 2, 3, 3, 1, 1, 1, 1, 0, 1},
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -304,12 +313,16 @@ END_TEST
 START_TEST(test_max_ties_nan)
 {
     static const pcase tk[] = {
-        {2, 3, 8, 8, 2, 2, 2, 2, 0, 0, 0, 0}, /* fast path */
-        {2, 3, 9, 7, 3, 3, 2, 2, 1, 1, 1, 0}, /* general path */
+        {2, 3, 8, 8, 2, 2, 2, 2, 0, 0, 0, 0},  /* 2x2 fast path */
+        {2, 3, 9, 7, 3, 2, 2, 2, 1, 1, 1, 0},  /* general path */
+        {2, 3, 9, 7, 3, 3, 2, 2, 1, 1, 1, 0},  /* 3x3 (pool_max3x3.c for f32) */
+        {1, 3, 9, 37, 3, 3, 1, 1, 1, 1, 0, 0}, /* 3x3 stride 1 */
+        {1, 3, 8, 41, 3, 3, 2, 2, 0, 0, 0, 0}, /* 3x3 stride 2, no padding */
     };
-    for (int t = 0; t < 4; t++) {
-        const pcase *k = &tk[t % 2];
-        int with_nan = t / 2;
+    enum { NK = sizeof tk / sizeof tk[0] };
+    for (int t = 0; t < 2 * NK; t++) {
+        const pcase *k = &tk[t % NK];
+        int with_nan = t / NK;
         nb_dtype dt = NB_F32;
         nb_graph *g = nb_graph_new();
         int64_t xs[4] = {k->n, k->c, k->h, k->w};
