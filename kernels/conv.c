@@ -268,8 +268,10 @@ static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t d, int64_t pb,
 /* CONV2D's units of work, so that a call with fewer items (images x
  * groups) than threads still keeps every thread busy: first the columns are
  * split (direct: into blocks of PC columns; im2col: into tiles of fewer
- * rows), keeping at least MIN_COLS columns a block; then, if that is not
- * enough, the output channels, in blocks of a multiple of 16. Each unit is
+ * rows), keeping at least MIN_COLS columns a block, unless column blocks
+ * (multiples of 16) would be uneven and there are channels to split
+ * instead; then, if that is not enough, the output channels, in blocks of a
+ * multiple of 16. Each unit is
  * one GEMM whose output block the epilogue finishes while it is in cache. */
 #define MIN_COLS 128
 static void split_units(geom *m, int64_t threads)
@@ -287,7 +289,11 @@ static void split_units(geom *m, int64_t threads)
         pc = (pc + 15) / 16 * 16;
         if (pc < MIN_COLS)
             pc = MIN_COLS;
-        if (pc < m->P) {
+        /* blocks of 16-multiples can be far from even (14x14: 128 + 68
+         * columns); channel blocks split evenly, so take those instead */
+        int64_t pb = (m->P + pc - 1) / pc;
+        bool uneven = pc * pb > m->P + m->P / 8;
+        if (pc < m->P && !(uneven && m->COG >= 32)) {
             m->PC = pc;
             m->PB = (m->P + pc - 1) / pc;
         }

@@ -167,7 +167,7 @@ END_TEST
 
 /* conv2d with a fused clamp (ReLU, ReLU6, any range), through every path:
  * the 1x1 direct GEMM (split into column blocks, or into channel blocks for
- * a 7x7 image, when there are fewer images than threads), im2col, Winograd
+ * a 7x7 or 14x14 image, when there are fewer images than threads), im2col, Winograd
  * (f32, 3x3 s1, >= 8 channels), the depthwise kernel, groups and conv1d;
  * f32 and f64 against the reference loops, clamped. */
 static void gradcheck_case(const ccase *c, int kind, bool second);
@@ -176,6 +176,7 @@ static void gradcheck_case(const ccase *c, int kind, bool second);
 static const ccase clamp_cases[] = {
     {"1x1 relu cols", 1, 40, 20, 20, 37, 1, 1, ARGS_CLAMP(1, 1, 0, 0, 0, 0, 1, 1, 1, 0.0f, INFINITY), true},
     {"1x1 relu6 7x7", 1, 96, 7, 7, 70, 1, 1, ARGS_CLAMP(1, 1, 0, 0, 0, 0, 1, 1, 1, 0.0f, 6.0f), true},
+    {"1x1 14x14 channel blocks", 1, 24, 14, 14, 48, 1, 1, ARGS_CLAMP(1, 1, 0, 0, 0, 0, 1, 1, 1, 0.0f, 6.0f), true},
     {"1x1 band batch 3", 3, 9, 5, 6, 11, 1, 1, ARGS_CLAMP(1, 1, 0, 0, 0, 0, 1, 1, 1, -0.3f, 0.4f), false},
     {"3x3 wino relu", 1, 16, 9, 10, 24, 3, 3, ARGS_CLAMP(1, 1, 1, 1, 1, 1, 1, 1, 1, 0.0f, INFINITY), true},
     {"3x3 wino band", 2, 9, 6, 7, 17, 3, 3, ARGS_CLAMP(1, 1, 1, 1, 1, 1, 1, 1, 1, -1.0f, 0.5f), false},
