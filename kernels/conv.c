@@ -59,6 +59,7 @@
 #include <string.h>
 
 #include "kernels/conv_depthwise.h"
+#include "kernels/conv_direct.h"
 #include "kernels/conv_winograd.h"
 #include "kernels/cpu.h"
 #include "kernels/gemm.h"
@@ -87,6 +88,7 @@ typedef struct geom {
     bool rowcopy;                /* stride 1 and OW == W: whole-row copies */
     bool wino;                   /* run by Winograd (conv_winograd.c), as the conv wg */
     bool dw;                     /* run by the direct depthwise kernel (conv_depthwise.c) */
+    bool dconv;                  /* run by the few-input-channel kernel (conv_direct.c) */
     nb_wino wg;
     int64_t TR;                  /* output rows per column tile */
     bool clamp;                  /* CONV2D: clamp outputs to [lo, hi] */
@@ -315,6 +317,12 @@ static void split_units(geom *m, int64_t threads)
     }
 }
 
+static nb_dconv dconv_geom(const geom *m)
+{
+    return (nb_dconv){m->N,  m->C,  m->H,  m->W,  m->CO, m->OH,    m->OW, m->KH,
+                      m->KW, m->s0, m->s1, m->p0, m->p1, m->clamp, m->lo, m->hi};
+}
+
 /* Check the call and fill the geometry; NB_OK or a status with nb_error set. */
 static nb_status make_geom(const nb_kernel_call *c, geom *m)
 {
@@ -426,6 +434,11 @@ static nb_status make_geom(const nb_kernel_call *c, geom *m)
         m->clamp = true;
         m->lo = p->clamp_min, m->hi = p->clamp_max;
     }
+    if (!m->wino && !m->dw && c->op == NB_OP_CONV2D && m->dt == NB_F32 && m->G == 1 &&
+        m->d0 == 1 && m->d1 == 1) {
+        nb_dconv g = dconv_geom(m);
+        m->dconv = nb_dconv_supported(&g);
+    }
     m->own_gemm = c->op == NB_OP_CONV2D && m->dt == NB_F32 && nb_sgemm_avx512_enabled();
     if (c->op == NB_OP_CONV2D)
         split_units(m, nb_get_num_threads());
@@ -465,6 +478,10 @@ size_t nb_cpu_conv_workspace(const nb_kernel_call *c)
     if (m.dw) {
         nb_dw g = dw_geom(&m);
         return nb_dw_workspace(&g, nb_get_num_threads());
+    }
+    if (m.dconv) {
+        nb_dconv g = dconv_geom(&m);
+        return nb_dconv_workspace(&g);
     }
     int64_t slots = nb_get_num_threads();
     if (slots > items_of(&m))
@@ -703,6 +720,13 @@ nb_status nb_cpu_conv(const nb_kernel_call *c)
         if (m.clamp)
             epilogue(&m, NULL, j.out, c->out->shape[0] * c->out->shape[1],
                      c->out->shape[2] * c->out->shape[3], c->out->shape[2] * c->out->shape[3]);
+        return NB_OK;
+    }
+    if (m.dconv) {
+        nb_dconv g = dconv_geom(&m);
+        if (!nb_dconv_f32(&g, (const float *)j.a, (const float *)j.b, (const float *)j.bias,
+                          (float *)j.out, c->workspace, c->workspace_size))
+            return nb_error(NB_ERR_ALLOC, "conv2d: out of memory for the repacked weights");
         return NB_OK;
     }
     if (m.dw) {

@@ -3,8 +3,8 @@
  * CPUs with AVX-512, for the forward, the input gradient (a conv with the
  * weights transposed and flipped) and the weight gradient. Private to the
  * conv kernels (and their tests). */
-#ifndef NB_CONV_DIRECT_H
-#define NB_CONV_DIRECT_H
+#ifndef NB_CONV_WINOGRAD_H
+#define NB_CONV_WINOGRAD_H
 
 #include <stdbool.h>
 #include <stddef.h>
