@@ -574,8 +574,11 @@ static void unit_conv2d(const job *j, int64_t u, char *col)
     }
     char *dst = y + (size_t)c0 * m->es;
     if (m->own_gemm) { /* the epilogue in registers */
-        nb_sgemm_avx512(mo, pt, m->K, (const float *)w, m->K, (const float *)src, ldb,
-                        (float *)dst, m->P, (const float *)bias, m->clamp, m->lo, m->hi);
+        /* columns [c0, c0 + pt) of the image's P: the same bits however the
+         * columns are split over units */
+        nb_sgemm_avx512_part(mo, pt, m->K, (const float *)w, m->K, (const float *)src, ldb,
+                             (float *)dst, m->P, (const float *)bias, m->clamp, m->lo, m->hi, c0,
+                             m->P);
         return;
     }
     nb_gemm(m->dt, false, false, mo, pt, m->K, w, m->K, src, ldb, 0, dst, m->P);

@@ -1,17 +1,61 @@
 /* The f32 GEMM with a fused bias + clamp epilogue of kernels/sgemm_avx512.h.
  *
- * C is computed in tiles of MR = 8 rows x NR = 32 columns: 16 accumulator
- * registers, and per k two loads of B's row segment and eight FMAs with A's
- * elements broadcast from memory (embedded broadcast), 16 FMAs a step, so
- * the FMA units rather than the loads bound it. For each 32-column panel of
- * B (K x 32 floats: 128 bytes a row, L1/L2-resident while it is reused) the
- * tiles walk down all of C's rows; A's rows are read in order, eight streams
- * at a time. When A is the bigger operand (more rows than columns: a conv's
- * weights on a small image) the loops swap, so that each 8-row block of A
- * is read from memory once and reused across all panels of B. Column tails use masked loads and stores; a row tail is a tile
- * of fewer rows (the row count is a compile-time constant in each of the
- * eight instances, so the loops unroll). Each C element is one sum over k in
- * order, so results do not depend on how callers split C.
+ * Three kinds of work cover C's columns, so that a narrow output (a 1x1
+ * conv on a 7x7 or 14x14 image: N = 49, 196) wastes no lanes on its tail:
+ *
+ * - Wide tiles, MR2 rows x 32 columns: 2 * MR2 accumulator registers, per k
+ *   two loads of B's row segment and 2 * MR2 FMAs with A's elements
+ *   broadcast from memory (embedded broadcast), so the FMA units rather than
+ *   the loads bound it. They cover the columns in panels of 32 while more
+ *   than 16 of the tiled columns are left (a last panel of 17..31 columns is
+ *   a masked wide tile).
+ * - Narrow tiles, MR1 rows x 16 columns (one accumulator a row, more rows a
+ *   tile): a last panel of at most 16 tiled columns, instead of a wide tile
+ *   with its upper half masked off.
+ * - Dot columns: the last R = nb_sgemm_avx512_dot_cols(N, K) columns (R is
+ *   N mod 16 when that is 1..DOT_COLS, K is large enough for the dot path
+ *   to be the cheaper one, and R columns of K floats fit DOT_FLOATS; else
+ *   0) are copied once a call into a stack buffer (each column K floats,
+ *   contiguous, zero-padded to a multiple of 16) and computed as dot
+ *   products with k in the lanes: lane l sums the k = l (mod 16) terms in k
+ *   order, the 16 lanes are added by one fixed tree (hsum), then + bias and
+ *   the clamp. No lane is wasted; a tile would spend 16 lanes on them.
+ *
+ * Wide and narrow tiles compute each C element as one chain of FMAs over k
+ * in order, from zero, then + bias, then the clamp: bit for bit the same
+ * whichever tile (width, row count, masking, loop order) computes it. The
+ * dot path's result for an element depends only on its row of A, its
+ * column of B, its bias and the clamp, not on the other rows or columns of
+ * the call. The invariant, which the conv relies on when it splits an
+ * image's columns over threads:
+ *
+ *   with R = nb_sgemm_avx512_dot_cols(N, K), C[i, j] is computed by the dot
+ *   path iff j >= N - R, by the k-ordered FMA chain otherwise; its bits
+ *   depend on nothing else (not on M, i, the row or column blocks, the
+ *   strides).
+ *
+ * So splitting C's columns into blocks that start at multiples of 16 (each
+ * block but the last then has a multiple of 16 columns, so R = 0 for it,
+ * and the last block keeps N mod 16 and so the same R) gives bit-identical
+ * results to one call; so does any split of the rows. A split of
+ * nb_sgemm_avx512 calls at columns that are not multiples of 16 may move
+ * columns between the two paths (results then differ by rounding only);
+ * nb_sgemm_avx512_part, told the block's first column j0 and the whole
+ * product's column count n_all, takes the dot path exactly for the whole
+ * product's last R = nb_sgemm_avx512_dot_cols(n_all, K) columns, so any
+ * split of its columns gives bit-identical results.
+ *
+ * Loop order: when A is the bigger operand (more rows than columns: a conv's
+ * weights on a small image) the row blocks are outermost, so each block of
+ * A's rows is read from memory once and reused across all of B's panels and
+ * the dot columns; otherwise each panel of B (K x 32 floats) stays cached
+ * while the tiles walk down all of C's rows. Row tails are tiles of fewer
+ * rows (the row count is a compile-time constant in each instance, so the
+ * loops unroll).
+ *
+ * Measured on one Zen 4 core (FMA peak about 116 GFLOP/s), MobileNetV2's
+ * 1x1 convs: M = 1280, N = 49, K = 320 from 81 to 111 GFLOP/s (a 32-wide
+ * tile for 17 columns before); M = 576, N = 196, K = 96 from 91 to 112.
  */
 #include "kernels/sgemm_avx512.h"
 
@@ -23,8 +67,22 @@
 #include <immintrin.h>
 
 #define TGT __attribute__((target("avx512f,fma")))
-#define MR 8
-#define NR 32
+#define INL static inline __attribute__((always_inline)) TGT
+/* row and column loops, unrolled: accumulators in registers, not arrays */
+#ifdef __clang__
+#define UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define UNROLL _Pragma("GCC unroll 16")
+#endif
+#define MR2 12          /* rows of a wide (32-column) tile: 24 accumulators */
+#define MR1 16          /* rows of a narrow (16-column) tile */
+#define HALF 12         /* accumulators an array (see tile) */
+#define RBLK 48         /* rows a block when the row blocks are outermost */
+#define DOT_COLS 8      /* most columns the dot path takes */
+#define DOT_FLOATS 4096 /* its stack buffer: 16 KiB */
+_Static_assert(MR2 <= HALF && MR1 <= 16 && MR1 <= 2 * HALF && MR1 >= 8 && MR2 >= 8,
+               "tile shapes: see tile() and panel()");
+_Static_assert(RBLK % MR1 == 0 && RBLK % MR2 == 0, "row blocks of whole tiles");
 
 bool nb_sgemm_avx512_enabled(void)
 {
@@ -42,92 +100,298 @@ typedef struct epi {
     float lo, hi;
 } epi;
 
-/* Rows [i0, i0 + mr) x columns [j, j + 32) masked by m0, m1. */
-static inline __attribute__((always_inline)) TGT void tile(int mr, int64_t K, const float *A,
-                                                            int64_t lda, const float *B,
-                                                            int64_t ldb, float *C, int64_t ldc,
-                                                            __mmask16 m0, __mmask16 m1,
-                                                            const epi *e, int64_t i0)
+/* A[i, k] for row i (a compile-time constant after unrolling, < 16) of a
+ * tile: four base pointers (rows 0, 4, 8, 12, advanced with k) and the
+ * offsets lda, 2 lda, 3 lda, so that 16 rows need 7 registers, not 16
+ * pointers (GCC spilled those). */
+#define AROW(i) (ab[(i) >> 2][(i) & 3 ? ((i) & 3) * lda : 0])
+
+/* Rows [i0, i0 + mr) x columns [j, j + 16 nv) masked by m0 (and m1 when nv
+ * is 2), or all of them when full (plain loads and stores: GCC reloads a
+ * mask register from the stack on every k, 10% of a full tile's time): a
+ * wide tile (nv = 2, mr <= HALF) or a narrow one (nv = 1, mr <= 16, rows
+ * from HALF on in c1). Every loop over rows is unrolled (UNROLL), so the
+ * accumulators live in registers: without it GCC stored all of them to the
+ * stack on every k. */
+INL void tile(int mr, int nv, bool full, int64_t K, const float *A, int64_t lda, const float *B,
+              int64_t ldb, float *C, int64_t ldc, __mmask16 m0, __mmask16 m1, const epi *e,
+              int64_t i0)
 {
-    __m512 c0[MR], c1[MR];
-    for (int i = 0; i < mr; i++)
+    __m512 c0[HALF], c1[HALF];
+    UNROLL
+    for (int i = 0; i < HALF; i++)
         c0[i] = c1[i] = _mm512_setzero_ps();
-    const float *a = A;
+    const float *ab[4]; /* rows 4q.. (no pointer past the tile's rows) */
+    UNROLL
+    for (int q = 0; q < 4; q++)
+        ab[q] = 4 * q < mr ? A + 4 * q * lda : A;
     for (int64_t k = 0; k < K; k++) {
         const float *b = B + k * ldb;
-        __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+        __m512 b0 = full ? _mm512_loadu_ps(b) : _mm512_maskz_loadu_ps(m0, b);
+        __m512 b1 = nv == 1  ? b0
+                    : full ? _mm512_loadu_ps(b + 16)
+                           : _mm512_maskz_loadu_ps(m1, b + 16);
+        UNROLL
         for (int i = 0; i < mr; i++) {
-            __m512 av = _mm512_set1_ps(a[i * lda + k]);
-            c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
-            c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
+            __m512 av = _mm512_set1_ps(AROW(i));
+            if (nv == 2) {
+                c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
+                c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
+            } else if (i < HALF) {
+                c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
+            } else {
+                c1[i - HALF] = _mm512_fmadd_ps(av, b0, c1[i - HALF]);
+            }
         }
+        UNROLL
+        for (int q = 0; q < 4; q++)
+            ab[q]++;
     }
     /* min(hi, max(lo, v)) keeps a NaN v: the second operand wins */
     const __m512 lov = _mm512_set1_ps(e->lo), hiv = _mm512_set1_ps(e->hi);
+    UNROLL
     for (int i = 0; i < mr; i++) {
-        __m512 v0 = c0[i], v1 = c1[i];
-        if (e->bias) {
-            __m512 bv = _mm512_set1_ps(e->bias[i0 + i]);
-            v0 = _mm512_add_ps(v0, bv);
-            v1 = _mm512_add_ps(v1, bv);
+        int n = nv == 2 ? 2 : 1;
+        UNROLL
+        for (int h = 0; h < n; h++) {
+            __m512 v = nv == 2 ? (h ? c1[i] : c0[i]) : i < HALF ? c0[i] : c1[i - HALF];
+            if (e->bias)
+                v = _mm512_add_ps(v, _mm512_set1_ps(e->bias[i0 + i]));
+            if (e->clamp)
+                v = _mm512_min_ps(hiv, _mm512_max_ps(lov, v));
+            if (full)
+                _mm512_storeu_ps(C + i * ldc + 16 * h, v);
+            else
+                _mm512_mask_storeu_ps(C + i * ldc + 16 * h, h ? m1 : m0, v);
         }
-        if (e->clamp) {
-            v0 = _mm512_min_ps(hiv, _mm512_max_ps(lov, v0));
-            v1 = _mm512_min_ps(hiv, _mm512_max_ps(lov, v1));
-        }
-        _mm512_mask_storeu_ps(C + i * ldc, m0, v0);
-        _mm512_mask_storeu_ps(C + i * ldc + 16, m1, v1);
     }
 }
 
-static __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n > 0 ? n : 0)) - 1); }
-
-/* Rows [i0, i1) of C at the 32-column panel starting at column j. */
-static inline __attribute__((always_inline)) TGT void tiles(int64_t K, const float *A,
-                                                             int64_t lda, const float *B,
-                                                             int64_t ldb, float *C, int64_t ldc,
-                                                             const epi *e, int64_t i0, int64_t i1,
-                                                             int64_t j, int64_t N)
+static __mmask16 lanes(int64_t n)
 {
-    __mmask16 m0 = lanes(N - j), m1 = lanes(N - j - 16);
+    return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n > 0 ? n : 0)) - 1);
+}
+
+/* One tile of nv vectors and the constant row count r (1..7) chosen by n. */
+#define TAIL_CASES(nv)                                                                             \
+    switch (n) {                                                                                   \
+    case 7: tile(7, nv, false, K, a, lda, b, ldb, c, ldc, m0, m1, e, i); break;                   \
+    case 6: tile(6, nv, false, K, a, lda, b, ldb, c, ldc, m0, m1, e, i); break;                   \
+    case 5: tile(5, nv, false, K, a, lda, b, ldb, c, ldc, m0, m1, e, i); break;                   \
+    case 4: tile(4, nv, false, K, a, lda, b, ldb, c, ldc, m0, m1, e, i); break;                   \
+    case 3: tile(3, nv, false, K, a, lda, b, ldb, c, ldc, m0, m1, e, i); break;                   \
+    case 2: tile(2, nv, false, K, a, lda, b, ldb, c, ldc, m0, m1, e, i); break;                   \
+    case 1: tile(1, nv, false, K, a, lda, b, ldb, c, ldc, m0, m1, e, i); break;                   \
+    default: break;                                                                                \
+    }
+
+/* Tiles of mr rows, then one of 8 if 8 rows are left, from row i of the
+ * rows [., i1); returns the first row left (fewer than 8 are). */
+INL int64_t rows(int mr, int nv, bool full, int64_t K, const float *A, int64_t lda, const float *b,
+                 int64_t ldb, float *C, int64_t ldc, __mmask16 m0, __mmask16 m1, const epi *e,
+                 int64_t i, int64_t i1)
+{
+    for (; i + mr <= i1; i += mr)
+        tile(mr, nv, full, K, A + i * lda, lda, b, ldb, C + i * ldc, ldc, m0, m1, e, i);
+    if (i + 8 <= i1) {
+        tile(8, nv, full, K, A + i * lda, lda, b, ldb, C + i * ldc, ldc, m0, m1, e, i);
+        i += 8;
+    }
+    return i;
+}
+
+/* Rows [i0, i1) of C at the panel of w (1..32) columns starting at column j:
+ * wide tiles when w > 16, narrow ones otherwise. */
+static TGT void panel(int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                      float *C, int64_t ldc, const epi *e, int64_t i0, int64_t i1, int64_t j,
+                      int64_t w)
+{
+    __mmask16 m0 = lanes(w), m1 = lanes(w - 16);
     const float *b = B + j;
-    int64_t i = i0;
-    for (; i + MR <= i1; i += MR)
-        tile(MR, K, A + i * lda, lda, b, ldb, C + i * ldc + j, ldc, m0, m1, e, i);
+    float *cj = C + j;
+    int64_t i;
+    if (w == 32)
+        i = rows(MR2, 2, true, K, A, lda, b, ldb, cj, ldc, m0, m1, e, i0, i1);
+    else if (w > 16)
+        i = rows(MR2, 2, false, K, A, lda, b, ldb, cj, ldc, m0, m1, e, i0, i1);
+    else if (w == 16)
+        i = rows(MR1, 1, true, K, A, lda, b, ldb, cj, ldc, m0, m1, e, i0, i1);
+    else
+        i = rows(MR1, 1, false, K, A, lda, b, ldb, cj, ldc, m0, m1, e, i0, i1);
     const float *a = A + i * lda;
-    float *c = C + i * ldc + j;
-    switch (i1 - i) { /* a tile of the remaining rows */
-    case 7: tile(7, K, a, lda, b, ldb, c, ldc, m0, m1, e, i); break;
-    case 6: tile(6, K, a, lda, b, ldb, c, ldc, m0, m1, e, i); break;
-    case 5: tile(5, K, a, lda, b, ldb, c, ldc, m0, m1, e, i); break;
-    case 4: tile(4, K, a, lda, b, ldb, c, ldc, m0, m1, e, i); break;
-    case 3: tile(3, K, a, lda, b, ldb, c, ldc, m0, m1, e, i); break;
-    case 2: tile(2, K, a, lda, b, ldb, c, ldc, m0, m1, e, i); break;
-    case 1: tile(1, K, a, lda, b, ldb, c, ldc, m0, m1, e, i); break;
+    float *c = cj + i * ldc;
+    int64_t n = i1 - i; /* a tile of the remaining rows (fewer than 8) */
+    if (w > 16)
+        TAIL_CASES(2)
+    else
+        TAIL_CASES(1)
+}
+
+/* The sum of v's lanes by a fixed tree (halves, then quarters, ...). */
+INL float hsum(__m512 v)
+{
+    __m256 up = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), up);
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    q = _mm_add_ss(q, _mm_movehdup_ps(q));
+    return _mm_cvtss_f32(q);
+}
+
+/* Rows [i0, i0 + rb) x the r dot columns (Bt: r columns of kp floats, kp =
+ * K rounded up to 16, zero beyond K), stored at C's columns [0, r). */
+INL void dot(int rb, int r, int64_t K, const float *A, int64_t lda, const float *Bt, int64_t kp,
+             float *C, int64_t ldc, const epi *e, int64_t i0)
+{
+    __m512 acc[8][DOT_COLS];
+    UNROLL
+    for (int i = 0; i < rb; i++)
+        UNROLL
+        for (int c = 0; c < r; c++)
+            acc[i][c] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 bv[DOT_COLS];
+        UNROLL
+        for (int c = 0; c < r; c++)
+            bv[c] = _mm512_loadu_ps(Bt + c * kp + k);
+        UNROLL
+        for (int i = 0; i < rb; i++) {
+            __m512 av = _mm512_loadu_ps(A + i * lda + k);
+            UNROLL
+            for (int c = 0; c < r; c++)
+                acc[i][c] = _mm512_fmadd_ps(av, bv[c], acc[i][c]);
+        }
+    }
+    if (k < K) { /* A's row ends: masked loads; Bt is zero there */
+        __mmask16 m = lanes(K - k);
+        __m512 bv[DOT_COLS];
+        UNROLL
+        for (int c = 0; c < r; c++)
+            bv[c] = _mm512_loadu_ps(Bt + c * kp + k);
+        UNROLL
+        for (int i = 0; i < rb; i++) {
+            __m512 av = _mm512_maskz_loadu_ps(m, A + i * lda + k);
+            UNROLL
+            for (int c = 0; c < r; c++)
+                acc[i][c] = _mm512_fmadd_ps(av, bv[c], acc[i][c]);
+        }
+    }
+    const __m128 lo = _mm_set_ss(e->lo), hi = _mm_set_ss(e->hi);
+    UNROLL
+    for (int i = 0; i < rb; i++)
+        UNROLL
+        for (int c = 0; c < r; c++) {
+            __m128 v = _mm_set_ss(hsum(acc[i][c]));
+            if (e->bias)
+                v = _mm_add_ss(v, _mm_set_ss(e->bias[i0 + i]));
+            if (e->clamp) /* as the tiles: min(hi, max(lo, v)), NaN kept */
+                v = _mm_min_ss(hi, _mm_max_ss(lo, v));
+            C[i * ldc + c] = _mm_cvtss_f32(v);
+        }
+}
+
+/* Rows [i0, i1) of the r dot columns, in blocks of rows as many as keep
+ * about 16 accumulators. */
+#define DOT_ROWS(r, rb)                                                                            \
+    do {                                                                                           \
+        int64_t i = i0;                                                                            \
+        for (; i + (rb) <= i1; i += (rb))                                                          \
+            dot(rb, r, K, A + i * lda, lda, Bt, kp, C + i * ldc, ldc, e, i);                       \
+        for (; i < i1; i++)                                                                        \
+            dot(1, r, K, A + i * lda, lda, Bt, kp, C + i * ldc, ldc, e, i);                        \
+    } while (0)
+
+/* The last r = N mod 16 columns take the dot path when a tile would cost
+ * more: it spends one vector FMA a k and row on them, the dot path r / 16 of
+ * one plus about 5 a row and column for the horizontal sum and the epilogue
+ * (measured: r = 1 wins from K = 16, r = 4 from K = 32, r = 8 from K = 96). */
+int64_t nb_sgemm_avx512_dot_cols(int64_t N, int64_t K)
+{
+    int64_t r = N > 0 ? N % 16 : 0;
+    if (r < 1 || r > DOT_COLS || K * (16 - r) < 80 * r || r * ((K + 15) / 16 * 16) > DOT_FLOATS ||
+        !nb_sgemm_avx512_enabled())
+        return 0;
+    return r;
+}
+
+static TGT void dots(int64_t r, int64_t K, const float *A, int64_t lda, const float *Bt,
+                     int64_t kp, float *C, int64_t ldc, const epi *e, int64_t i0, int64_t i1)
+{
+    switch (r) {
+    case 1: DOT_ROWS(1, 8); break;
+    case 2: DOT_ROWS(2, 8); break;
+    case 3: DOT_ROWS(3, 5); break;
+    case 4: DOT_ROWS(4, 4); break;
+    case 5: DOT_ROWS(5, 3); break;
+    case 6: DOT_ROWS(6, 2); break;
+    case 7: DOT_ROWS(7, 2); break;
+    case 8: DOT_ROWS(8, 2); break;
     default: break;
     }
 }
 
-TGT void nb_sgemm_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                         const float *B, int64_t ldb, float *C, int64_t ldc, const float *bias,
-                         bool clamp, float lo, float hi)
+TGT void nb_sgemm_avx512_part(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                              const float *B, int64_t ldb, float *C, int64_t ldc,
+                              const float *bias, bool clamp, float lo, float hi, int64_t j0,
+                              int64_t n_all)
 {
-    if (M <= 0 || N <= 0 || !nb_sgemm_avx512_enabled())
+    if (M <= 0 || N <= 0 || j0 < 0 || n_all < j0 + N || !nb_sgemm_avx512_enabled())
         return;
     epi e = {bias, clamp, lo, hi};
-    if (M > N) { /* A is the bigger operand: each row block once, all panels of B under it */
-        for (int64_t i = 0; i < M; i += MR)
-            for (int64_t j = 0; j < N; j += NR)
-                tiles(K, A, lda, B, ldb, C, ldc, &e, i, i + MR < M ? i + MR : M, j, N);
+    /* the dot columns of the whole product that fall in this part: its
+     * columns [nt, N) */
+    int64_t g = n_all - nb_sgemm_avx512_dot_cols(n_all, K), kp = (K + 15) / 16 * 16;
+    int64_t nt = g - j0 < 0 ? 0 : g - j0 < N ? g - j0 : N, r = N - nt;
+    float bt[DOT_FLOATS] __attribute__((aligned(64)));
+    if (r) { /* the dot columns, transposed: bt[c * kp + k] = B[k, nt + c] */
+        for (int64_t c = 0; c < r; c++) {
+            for (int64_t k = 0; k < K; k++)
+                bt[c * kp + k] = B[k * ldb + nt + c];
+            for (int64_t k = K; k < kp; k++)
+                bt[c * kp + k] = 0.0f;
+        }
+    }
+    if (M > N) { /* A is the bigger operand: each row block once, all of B under it */
+        for (int64_t i = 0; i < M; i += RBLK) {
+            int64_t i1 = i + RBLK < M ? i + RBLK : M;
+            for (int64_t j = 0; j < nt; j += 32)
+                panel(K, A, lda, B, ldb, C, ldc, &e, i, i1, j, nt - j < 32 ? nt - j : 32);
+            if (r)
+                dots(r, K, A, lda, bt, kp, C + nt, ldc, &e, i, i1);
+        }
         return;
     }
-    for (int64_t j = 0; j < N; j += NR)
-        tiles(K, A, lda, B, ldb, C, ldc, &e, 0, M, j, N);
+    for (int64_t j = 0; j < nt; j += 32)
+        panel(K, A, lda, B, ldb, C, ldc, &e, 0, M, j, nt - j < 32 ? nt - j : 32);
+    if (r)
+        dots(r, K, A, lda, bt, kp, C + nt, ldc, &e, 0, M);
+}
+
+void nb_sgemm_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                     int64_t ldb, float *C, int64_t ldc, const float *bias, bool clamp, float lo,
+                     float hi)
+{
+    nb_sgemm_avx512_part(M, N, K, A, lda, B, ldb, C, ldc, bias, clamp, lo, hi, 0, N);
 }
 
 #else /* not x86-64 with GCC or clang: the BLAS path everywhere */
 
 bool nb_sgemm_avx512_enabled(void) { return false; }
+
+int64_t nb_sgemm_avx512_dot_cols(int64_t N, int64_t K)
+{
+    (void)N, (void)K;
+    return 0;
+}
+
+void nb_sgemm_avx512_part(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                          const float *B, int64_t ldb, float *C, int64_t ldc, const float *bias,
+                          bool clamp, float lo, float hi, int64_t j0, int64_t n_all)
+{
+    (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)C, (void)ldc;
+    (void)bias, (void)clamp, (void)lo, (void)hi, (void)j0, (void)n_all;
+}
 
 void nb_sgemm_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                      int64_t ldb, float *C, int64_t ldc, const float *bias, bool clamp, float lo,

@@ -8,8 +8,9 @@
  * conv's weights are A and its (im2col'd) image is B, so C's rows are output
  * channels and its columns pixels: the bias and the activation are applied
  * in registers before the one store of each result, there is no beta pass
- * over C and no packing of either operand. Single-threaded: the callers split
- * C over the pool. */
+ * over C and no packing of either operand (but for C's last few columns,
+ * see nb_sgemm_avx512_dot_cols). Single-threaded: the callers split C over
+ * the pool. */
 #ifndef NB_SGEMM_AVX512_H
 #define NB_SGEMM_AVX512_H
 
@@ -24,5 +25,22 @@ bool nb_sgemm_avx512_enabled(void);
 void nb_sgemm_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                      int64_t ldb, float *C, int64_t ldc, const float *bias, bool clamp, float lo,
                      float hi);
+
+/* The same for columns [j0, j0 + N) of a product with n_all columns: B and C
+ * point at column j0 (B + j0, C + j0 of the whole product's operands) and
+ * the dot columns are the whole product's (see below), so the bits of
+ * every element are the same however the caller splits the columns (any
+ * block boundaries, not only multiples of 16). nb_sgemm_avx512 is this with
+ * j0 = 0, n_all = N. Does nothing when j0 < 0 or j0 + N > n_all. */
+void nb_sgemm_avx512_part(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                          const float *B, int64_t ldb, float *C, int64_t ldc, const float *bias,
+                          bool clamp, float lo, float hi, int64_t j0, int64_t n_all);
+
+/* How many of C's last columns (N mod 16, or 0) a call with these N and K
+ * computes as dot products with k in the vector lanes rather than as
+ * k-ordered FMA chains (see the top of kernels/sgemm_avx512.c): the only
+ * columns whose rounding may differ from an element-by-element sum over k in
+ * order. 0 when !nb_sgemm_avx512_enabled(). */
+int64_t nb_sgemm_avx512_dot_cols(int64_t N, int64_t K);
 
 #endif
