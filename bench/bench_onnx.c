@@ -11,7 +11,9 @@
  *    50 at batch 8; P99 by nearest rank, so the largest of 50),
  *    each run timed on its own inside its process; the runs are taken in
  *    blocks of 10, the runtimes in turn (the order rotating), so that a slow
- *    phase of this shared machine hits all alike; 5 warm-up runs first;
+ *    phase of this shared machine hits all alike, with a pause after each
+ *    block for the last runtime's spinning threads to stop (PAUSE_MS); 5
+ *    warm-up runs first;
  *  - peak resident memory (VmHWM) of each process after its runs: for the
  *    peers this includes the Python interpreter and the imported modules,
  *    as it does for a user of them;
@@ -57,6 +59,11 @@
 #define PYTHON "/usr/bin/python3"
 #define WARMUP_RUNS 5
 #define BLOCK_RUNS 10
+/* Pause after each block: a runtime's worker threads keep spinning for a
+ * while after its last run (PyTorch's OpenMP threads used 110 ms of CPU in
+ * the 100 ms after a block of 10 MobileNetV2 runs, ONNX Runtime's 40 ms),
+ * taking a core from whichever runtime's block comes next. */
+#define PAUSE_MS 250
 #define MAX_RUNS 10000
 #define OUT_TOL 1e-3
 
@@ -448,7 +455,7 @@ static void serving_figures(int batch, const char *x_npy, int threads, int runs,
         first[rt] = 1e3 * t[rt * MAX_RUNS];
         load[rt] = 1e3 * s[rt].load_s;
         n[rt] = 0; /* warm-up runs are not counted */
-        pause_ms(50);
+        pause_ms(PAUSE_MS);
     }
     for (int r = 0; r * BLOCK_RUNS < runs; r++) {
         for (int j = 0; j < N_RT; j++) {
@@ -457,7 +464,7 @@ static void serving_figures(int batch, const char *x_npy, int threads, int runs,
                 continue;
             int k = runs - r * BLOCK_RUNS < BLOCK_RUNS ? runs - r * BLOCK_RUNS : BLOCK_RUNS;
             take_runs(&s[rt], k, t + rt * MAX_RUNS, &n[rt]);
-            pause_ms(50); /* let spinning worker threads settle before the next */
+            pause_ms(PAUSE_MS); /* let spinning worker threads settle before the next */
         }
     }
     for (int rt = 0; rt < N_RT; rt++) {

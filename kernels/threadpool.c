@@ -4,19 +4,27 @@
  * if someone else holds it (another session, or a nested nb_parallel_for from
  * inside a job) the caller runs its whole range inline instead.
  *
- * Each worker owns a slot: the caller writes the chunk (fn, ctx, begin, end)
- * into the slots of the workers it needs, then bumps each slot's ticket
- * (release); a worker that sees its ticket change (acquire) runs the chunk and
- * decrements `pending`. Workers not needed for a job are not touched at all.
+ * A job is [0, n) cut into nchunks contiguous chunks (at least `grain` items
+ * each, up to NB_CHUNKS_PER_THREAD a thread). The chunks are not assigned:
+ * the caller publishes the job in one atomic word (generation, chunk count,
+ * next chunk) and wakes the workers it wants; then everyone, the caller
+ * included, claims the next chunk with a compare-and-swap on that word until
+ * none is left. So the caller never waits for a worker that has not started
+ * (one descheduled by another process on a busy machine: the caller takes
+ * its chunks), only for chunks already being run; and a thread that is
+ * slowed down runs fewer chunks. A worker that wakes late sees a word of a
+ * newer generation, or one with no chunk left, and claims nothing: a claim
+ * succeeds only while its job is current, and a job stays current (its
+ * fn, ctx and n unchanged) until every claimed chunk is done.
  *
  * Waiting is spin-then-sleep on both sides: a worker spins on its ticket and
- * the caller on `pending` for up to SPIN_NS, then each sleeps on a condition
- * variable. A futex wake costs tens of microseconds on small VMs, about the
- * time of a whole 32K-element chunk, so back-to-back kernels (the common case
- * in a tape) are handed over while the other side is still spinning. Sleeping
- * uses the "flag, then re-check" handshake with sequentially consistent
- * atomics on both sides, so no wake-up is lost. There is no spinning when
- * there are more threads than online CPUs.
+ * the caller on the done count for up to SPIN_NS, then each sleeps on a
+ * condition variable. A futex wake costs tens of microseconds on small VMs,
+ * about the time of a whole 32K-element chunk, so back-to-back kernels (the
+ * common case in a tape) are handed over while the other side is still
+ * spinning. Sleeping uses the "flag, then re-check" handshake with
+ * sequentially consistent atomics on both sides, so no wake-up is lost.
+ * There is no spinning when there are more threads than online CPUs.
  *
  * Workers start lazily at the first parallel job, with an atexit hook that
  * joins them. Changing the thread count restarts the workers at the next job.
@@ -38,14 +46,15 @@ void openblas_set_num_threads(int num_threads);
 
 #define NB_MAX_THREADS 1024
 #define SPIN_NS 100000 /* 100 us */
+/* the job word: generation << 32 | chunk count << 16 | next chunk */
+#define MAX_CHUNKS 0xFFFF
+#define WORD(gen, nch, next) ((uint64_t)(gen) << 32 | (uint64_t)(nch) << 16 | (uint64_t)(next))
+#define WORD_NCH(w) ((int)(((w) >> 16) & 0xFFFF))
+#define WORD_NEXT(w) ((int)((w)&0xFFFF))
 
 typedef struct worker {
-    _Alignas(64) atomic_uint_fast64_t ticket; /* bumped by the caller per chunk */
+    _Alignas(64) atomic_uint_fast64_t ticket; /* bumped by the caller per job */
     atomic_int sleeping;                      /* 1 while waiting on cv */
-    /* The chunk; written by the caller before the ticket bump. */
-    nb_range_fn fn;
-    void *ctx;
-    int64_t begin, end;
     pthread_mutex_t m;
     pthread_cond_t cv;
     pthread_t thread;
@@ -60,7 +69,14 @@ typedef struct pool {
     long spin_ns; /* 0 when oversubscribed */
     atomic_bool stop;
 
-    _Alignas(64) atomic_int pending; /* worker chunks of this job not yet done */
+    /* The current job: fn, ctx, n written by the caller before it publishes
+     * `word`; unchanged while the job has claimed chunks not done. */
+    nb_range_fn fn;
+    void *ctx;
+    int64_t n;
+    uint32_t gen;
+    _Alignas(64) atomic_uint_fast64_t word; /* WORD(generation, chunks, next chunk) */
+    _Alignas(64) atomic_int done;           /* chunks of the current job done */
     atomic_int caller_sleeping;
     pthread_mutex_t done_m;
     pthread_cond_t done_cv;
@@ -179,6 +195,29 @@ static uint64_t worker_wait(worker *w, uint64_t seen, long spin_ns)
     return t;
 }
 
+/* Claim and run chunks of the current job until none is left. */
+static void run_chunks(pool *p, bool caller)
+{
+    uint64_t w = atomic_load_explicit(&p->word, memory_order_acquire);
+    for (;;) {
+        int nch = WORD_NCH(w), next = WORD_NEXT(w);
+        if (next >= nch)
+            return;
+        /* on failure w is reloaded: another claim, or a newer job */
+        if (!atomic_compare_exchange_weak_explicit(&p->word, &w, w + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue;
+        p->fn(p->ctx, chunk_begin(p->n, nch, next), chunk_begin(p->n, nch, next + 1));
+        if (atomic_fetch_add(&p->done, 1) + 1 == nch && !caller &&
+            atomic_load(&p->caller_sleeping)) {
+            pthread_mutex_lock(&p->done_m);
+            pthread_cond_signal(&p->done_cv);
+            pthread_mutex_unlock(&p->done_m);
+        }
+        w = atomic_load_explicit(&p->word, memory_order_acquire);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -189,12 +228,7 @@ static void *worker_main(void *arg)
         seen = worker_wait(w, seen, spin_ns);
         if (atomic_load(&p->stop))
             break;
-        w->fn(w->ctx, w->begin, w->end);
-        if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->caller_sleeping)) {
-            pthread_mutex_lock(&p->done_m);
-            pthread_cond_signal(&p->done_cv);
-            pthread_mutex_unlock(&p->done_m);
-        }
+        run_chunks(p, false);
     }
     return NULL;
 }
@@ -256,7 +290,8 @@ static void atfork_child(void)
     p->nworkers = 0;
     p->started = false;
     atomic_store(&p->stop, false);
-    atomic_store(&p->pending, 0);
+    atomic_store(&p->word, 0);
+    atomic_store(&p->done, 0);
     atomic_store(&p->caller_sleeping, 0);
     pthread_mutex_init(&p->busy, NULL);
     pthread_mutex_init(&p->done_m, NULL);
@@ -290,7 +325,6 @@ static int start_workers(int nthreads)
         atomic_init(&w->ticket, 0);
         atomic_init(&w->sleeping, 0);
         w->index = made + 1;
-        w->fn = NULL;
         pthread_mutex_init(&w->m, NULL);
         pthread_cond_init(&w->cv, NULL);
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
@@ -304,16 +338,17 @@ static int start_workers(int nthreads)
     return made;
 }
 
-/* Wait for the workers' chunks of the current job. */
-static void wait_pending(pool *p)
+/* Wait until all nch chunks of the current job are done (the ones left are
+ * being run by workers). */
+static void wait_done(pool *p, int nch)
 {
-    if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0)
+    if (atomic_load_explicit(&p->done, memory_order_acquire) == nch)
         return;
     if (p->spin_ns > 0) {
         long t0 = now_ns();
         for (unsigned i = 1;; i++) {
             cpu_relax();
-            if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0)
+            if (atomic_load_explicit(&p->done, memory_order_acquire) == nch)
                 return;
             if ((i & 63) == 0 && now_ns() - t0 > p->spin_ns)
                 break;
@@ -321,7 +356,7 @@ static void wait_pending(pool *p)
     }
     pthread_mutex_lock(&p->done_m);
     atomic_store(&p->caller_sleeping, 1);
-    while (atomic_load(&p->pending) != 0)
+    while (atomic_load(&p->done) != nch)
         pthread_cond_wait(&p->done_cv, &p->done_m);
     atomic_store(&p->caller_sleeping, 0);
     pthread_mutex_unlock(&p->done_m);
@@ -339,33 +374,35 @@ void nb_parallel_for(int64_t n, int64_t grain, nb_range_fn fn, void *ctx)
         return;
     }
     int64_t max_chunks = n / grain; /* every chunk keeps >= grain items */
-    int nchunks = max_chunks < nthreads ? (int)max_chunks : nthreads;
-    if (nchunks <= 1 || pthread_mutex_trylock(&g_pool.busy) != 0) {
+    if (max_chunks <= 1 || pthread_mutex_trylock(&g_pool.busy) != 0) {
         fn(ctx, 0, n);
         return;
     }
 
     pool *p = &g_pool;
     int workers = start_workers(nthreads);
-    if (nchunks > workers + 1)
-        nchunks = workers + 1;
-    if (nchunks <= 1) {
+    int64_t want = (int64_t)(workers + 1) * NB_CHUNKS_PER_THREAD;
+    if (want > MAX_CHUNKS)
+        want = MAX_CHUNKS;
+    int nch = (int)(max_chunks < want ? max_chunks : want);
+    if (workers < 1) {
         pthread_mutex_unlock(&p->busy);
         fn(ctx, 0, n);
         return;
     }
 
-    atomic_store(&p->pending, nchunks - 1);
-    for (int i = 1; i < nchunks; i++) {
-        worker *w = &p->workers[i - 1];
-        w->fn = fn;
-        w->ctx = ctx;
-        w->begin = chunk_begin(n, nchunks, i);
-        w->end = chunk_begin(n, nchunks, i + 1);
-        worker_post(w);
-    }
-    fn(ctx, 0, chunk_begin(n, nchunks, 1));
-    wait_pending(p);
+    /* the previous job is complete (all its chunks done): its fields are free */
+    p->fn = fn;
+    p->ctx = ctx;
+    p->n = n;
+    p->gen++;
+    atomic_store(&p->done, 0);
+    atomic_store_explicit(&p->word, WORD(p->gen, nch, 0), memory_order_release);
+    int wake = nch - 1 < workers ? nch - 1 : workers;
+    for (int i = 0; i < wake; i++)
+        worker_post(&p->workers[i]);
+    run_chunks(p, true);
+    wait_done(p, nch);
     pthread_mutex_unlock(&p->busy);
 }
 
