@@ -79,7 +79,7 @@
 #define HALF 12         /* accumulators an array (see tile) */
 #define RBLK 48         /* rows a block when the row blocks are outermost */
 #define DOT_COLS 8      /* most columns the dot path takes */
-#define DOT_FLOATS 4096 /* its stack buffer: 16 KiB */
+#define DOT_FLOATS 8192 /* its stack buffer: 32 KiB (one column of K = 4608: ResNet layer4) */
 _Static_assert(MR2 <= HALF && MR1 <= 16 && MR1 <= 2 * HALF && MR1 >= 8 && MR2 >= 8,
                "tile shapes: see tile() and panel()");
 _Static_assert(RBLK % MR1 == 0 && RBLK % MR2 == 0, "row blocks of whole tiles");

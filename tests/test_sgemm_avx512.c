@@ -124,6 +124,23 @@ START_TEST(test_reference)
 }
 END_TEST
 
+/* Long sums: K past the old 4096-float dot buffer (ResNet's 3x3 convs on a
+ * 7x7 image: N = 49, K = 4608, one dot column) and beyond the buffer (the
+ * column back in a tile), with bias and a clamp. */
+START_TEST(test_long_k)
+{
+    static const int64_t shapes[][3] = {{13, 49, 4608}, {5, 18, 4100}, {9, 17, 9000}};
+    rng_state = 2500 + (uint64_t)_i;
+    prob p;
+    make_prob(&p, shapes[_i][0], shapes[_i][1], shapes[_i][2], true);
+    float *C = new_c(&p);
+    run(&p, C, true, -3.0f, 3.0f);
+    check_ref(&p, C, true, -3.0f, 3.0f, "long K");
+    free(C);
+    free_prob(&p);
+}
+END_TEST
+
 /* A NaN in a row of A, in a column of B (a tile column and, where there
  * is one, a dot column) and in the bias comes out NaN through the clamp
  * (min(hi, max(lo, v)) keeps it); every other element is finite and right. */
@@ -184,6 +201,7 @@ START_TEST(test_dot_cols)
     ck_assert_int_eq(nb_sgemm_avx512_dot_cols(15, 160), 0); /* too many columns */
     ck_assert_int_eq(nb_sgemm_avx512_dot_cols(48, 160), 0);
     ck_assert_int_eq(nb_sgemm_avx512_dot_cols(0, 160), 0);
+    ck_assert_int_eq(nb_sgemm_avx512_dot_cols(49, 4608), 1); /* ResNet's 3x3 on 7x7, im2col */
     ck_assert_int_eq(nb_sgemm_avx512_dot_cols(1, 100000), 0); /* the buffer's bound */
     for (int n = 0; n < NN; n++)
         for (int k = 0; k < NK; k++) {
@@ -345,6 +363,7 @@ int main(void)
     tcase_add_loop_test(tc, test_reference, 0, NM);
     tcase_add_loop_test(tc, test_nan_kept, 0, 7);
     tcase_add_test(tc, test_dot_cols);
+    tcase_add_loop_test(tc, test_long_k, 0, 3);
     tcase_add_loop_test(tc, test_split_invariant, 0, NM);
     tcase_add_loop_test(tc, test_part_any_split, 0, NM);
     tcase_add_test(tc, test_tile_paths_agree);
