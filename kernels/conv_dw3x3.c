@@ -31,76 +31,18 @@ bool nb_dw3x3_supported(const nb_dw *g)
            __builtin_cpu_supports("avx512f");
 }
 
-/* R output rows (i0 .. i0+R-1) at once: their (R-1)*s + 3 input rows are
- * each turned into tap vectors once and FMA'd into every output row that
- * reads them (independent accumulators keep the FMA units busy). Each
- * output's sum runs over its taps in row-major order. */
-#define MAXR 4
-#define MAXIN ((MAXR - 1) * 2 + 3)
-INLINE void out_rows(const nb_dw *g, int R, int stride, int p1, const float *x, int64_t i0,
-                     const __m512 w[9], __m512 bias, float *y)
-{
-    const int64_t W = g->W, OW = g->OW;
-    const int nin = (R - 1) * stride + 3;
-    const float *r[MAXIN];
-    taps3_carry cr[MAXIN];
-    const __m512 zero = _mm512_setzero_ps();
-#pragma GCC unroll 16
-    for (int k = 0; k < nin; k++) {
-        int64_t ih = i0 * stride - g->p0 + k;
-        r[k] = ih >= 0 && ih < g->H ? x + ih * W : NULL;
-        taps3_start(&cr[k], r[k], stride, W, zero);
-    }
-    const __m512 lo = _mm512_set1_ps(g->lo), hi = _mm512_set1_ps(g->hi);
-    for (int64_t j = 0; j < OW; j += 16) {
-        __m512 acc[MAXR], t[3];
-#pragma GCC unroll 16
-        for (int o = 0; o < R; o++)
-            acc[o] = bias;
-#pragma GCC unroll 16
-        for (int k = 0; k < nin; k++) {
-            if (!r[k])
-                continue;
-            taps3(r[k], stride, j, W, p1, zero, &cr[k], t);
-#pragma GCC unroll 16
-            for (int o = 0; o < R; o++) {
-                int d = k - o * stride; /* this input row is row d of output o's kernel */
-                if (d < 0 || d > 2)
-                    continue;
-                acc[o] = _mm512_fmadd_ps(t[0], w[3 * d], acc[o]);
-                acc[o] = _mm512_fmadd_ps(t[1], w[3 * d + 1], acc[o]);
-                acc[o] = _mm512_fmadd_ps(t[2], w[3 * d + 2], acc[o]);
-            }
-        }
-        __mmask16 m = taps3_lanes(OW - j);
-#pragma GCC unroll 16
-        for (int o = 0; o < R; o++) {
-            __m512 v = acc[o];
-            if (g->clamp)
-                v = _mm512_min_ps(hi, _mm512_max_ps(lo, v));
-            _mm512_mask_storeu_ps(y + (i0 + o) * OW + j, m, v);
-        }
-    }
-}
-
 /* One (image, channel) plane, for a fixed stride and left padding (the
  * callers pass constants, so each combination compiles to its own loops). */
 INLINE void plane(const nb_dw *g, int stride, int p1, const float *x, const float *wc, float b,
                   float *y)
 {
-    __m512 w[9];
+    taps3_plane_args a = {.H = g->H, .W = g->W, .OH = g->OH, .OW = g->OW, .ph = g->p0,
+                          .fill = _mm512_setzero_ps(), .init = _mm512_set1_ps(b),
+                          .clamp = g->clamp, .lo = _mm512_set1_ps(g->lo),
+                          .hi = _mm512_set1_ps(g->hi)};
     for (int t = 0; t < 9; t++)
-        w[t] = _mm512_set1_ps(wc[t]);
-    const __m512 bias = _mm512_set1_ps(b);
-    int64_t i = 0;
-    for (; i + MAXR <= g->OH; i += MAXR)
-        out_rows(g, MAXR, stride, p1, x, i, w, bias, y);
-    switch (g->OH - i) {
-    case 3: out_rows(g, 3, stride, p1, x, i, w, bias, y); break;
-    case 2: out_rows(g, 2, stride, p1, x, i, w, bias, y); break;
-    case 1: out_rows(g, 1, stride, p1, x, i, w, bias, y); break;
-    default: break;
-    }
+        a.w[t] = _mm512_set1_ps(wc[t]);
+    taps3_plane(&a, TAPS3_CONV, stride, p1, x, y);
 }
 
 static TGT void plane_s1p1(const nb_dw *g, const float *x, const float *w, float b, float *y)

@@ -26,67 +26,12 @@ bool nb_maxpool3x3_supported(int64_t kh, int64_t kw, int64_t sh, int64_t sw, int
            pw >= 0 && pw <= 1 && __builtin_cpu_supports("avx512f");
 }
 
-/* m = (v > m || v != v) ? v : m, lane by lane */
-TAPS3_INLINE __m512 take(__m512 m, __m512 v)
-{
-    __m512 r = _mm512_max_ps(v, m); /* v > m ? v : m */
-    return _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
-}
-
-#define MAXR 4
-#define MAXIN ((MAXR - 1) * 2 + 3)
-
-/* Output rows i0 .. i0+R-1 (R, stride and p are constants in the callers). */
-TAPS3_INLINE void out_rows(const nb_maxpool3x3 *g, int R, int stride, int p, const float *x,
-                           int64_t i0, float *y)
-{
-    const int64_t W = g->W, OW = g->OW;
-    const int nin = (R - 1) * stride + 3;
-    const __m512 fill = _mm512_set1_ps(-INFINITY);
-    const float *r[MAXIN];
-    taps3_carry cr[MAXIN];
-#pragma GCC unroll 16
-    for (int k = 0; k < nin; k++) {
-        int64_t ih = i0 * stride - g->ph + k;
-        r[k] = ih >= 0 && ih < g->H ? x + ih * W : NULL;
-        taps3_start(&cr[k], r[k], stride, W, fill);
-    }
-    for (int64_t j = 0; j < OW; j += 16) {
-        __m512 m[MAXR], t[3];
-#pragma GCC unroll 16
-        for (int o = 0; o < R; o++)
-            m[o] = fill;
-#pragma GCC unroll 16
-        for (int k = 0; k < nin; k++) {
-            if (!r[k])
-                continue;
-            taps3(r[k], stride, j, W, p, fill, &cr[k], t);
-#pragma GCC unroll 16
-            for (int o = 0; o < R; o++) {
-                int d = k - o * stride; /* this input row is row d of output o's window */
-                if (d < 0 || d > 2)
-                    continue;
-                m[o] = take(take(take(m[o], t[0]), t[1]), t[2]);
-            }
-        }
-        __mmask16 mask = taps3_lanes(OW - j);
-#pragma GCC unroll 16
-        for (int o = 0; o < R; o++)
-            _mm512_mask_storeu_ps(y + (i0 + o) * OW + j, mask, m[o]);
-    }
-}
-
 TAPS3_INLINE void plane(const nb_maxpool3x3 *g, int stride, int p, const float *x, float *y)
 {
-    int64_t i = 0;
-    for (; i + MAXR <= g->OH; i += MAXR)
-        out_rows(g, MAXR, stride, p, x, i, y);
-    switch (g->OH - i) {
-    case 3: out_rows(g, 3, stride, p, x, i, y); break;
-    case 2: out_rows(g, 2, stride, p, x, i, y); break;
-    case 1: out_rows(g, 1, stride, p, x, i, y); break;
-    default: break;
-    }
+    const __m512 minf = _mm512_set1_ps(-INFINITY);
+    taps3_plane_args a = {.H = g->H, .W = g->W, .OH = g->OH, .OW = g->OW, .ph = g->ph,
+                          .fill = minf, .init = minf};
+    taps3_plane(&a, TAPS3_MAX, stride, p, x, y);
 }
 
 TAPS3_TGT void nb_maxpool3x3_plane_f32(const nb_maxpool3x3 *g, const float *x, float *y)

@@ -1,6 +1,6 @@
-/* Tap vectors of a 3-wide window sliding along one row, in AVX-512: shared
- * by the 3x3 kernels that read their image in place (kernels/conv_dw3x3.c,
- * kernels/pool_max3x3.c). Private to those files; include it only from code
+/* Tap vectors of a 3-wide window sliding along one row, and whole 3x3
+ * planes built on them, in AVX-512: shared by the 3x3 kernels that read
+ * their image in place (kernels/conv_dw3x3.c, kernels/pool_max3x3.c). Private to those files; include it only from code
  * compiled for x86-64 with GCC or clang, inside functions with the TAPS3_TGT
  * target.
  *
@@ -26,6 +26,7 @@
 #define NB_TAPS3_AVX512_H
 
 #include <immintrin.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #define TAPS3_TGT __attribute__((target("avx512f,fma")))
@@ -103,6 +104,101 @@ TAPS3_INLINE void taps3(const float *row, int stride, int64_t j, int64_t W, int 
         taps3_s1(row, j, W, p, fill, cr, t);
     else
         taps3_s2(row, j, W, p, fill, cr, t);
+}
+
+/* ---- a whole plane: y[i][j] = combine over the 3x3 window -------------- */
+
+/* How a window's nine taps combine, in row-major tap order: a convolution
+ * (acc = fma(tap, w[t], acc) from the bias, then the optional clamp) or max
+ * pooling (m = (v > m || v is NaN) ? v : m from -inf). */
+typedef enum { TAPS3_CONV, TAPS3_MAX } taps3_op;
+
+typedef struct taps3_plane_args {
+    int64_t H, W, OH, OW; /* input and output plane */
+    int64_t ph;           /* padding before the rows (0 or 1) */
+    __m512 fill;          /* what columns outside the row read */
+    __m512 init;          /* the accumulator's start: the bias, or -inf */
+    __m512 w[9];          /* TAPS3_CONV: the weights, broadcast */
+    bool clamp;           /* TAPS3_CONV: min(hi, max(lo, acc)) (a NaN stays NaN) */
+    __m512 lo, hi;
+} taps3_plane_args;
+
+/* m = (v > m || v != v) ? v : m, lane by lane: vmaxps(v, m) gives v > m ? v : m */
+TAPS3_INLINE __m512 taps3_take(__m512 m, __m512 v)
+{
+    __m512 r = _mm512_max_ps(v, m);
+    return _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
+}
+
+#define TAPS3_MAXR 4                            /* output rows at once */
+#define TAPS3_MAXIN ((TAPS3_MAXR - 1) * 2 + 3) /* their input rows, at stride 2 */
+
+/* Output rows i0 .. i0+R-1 at once (R, stride, p and op constants in the
+ * callers): their (R-1)*stride + 3 input rows are each turned into tap
+ * vectors once and combined into every output row that reads them
+ * (independent accumulators keep the vector units busy); input rows outside
+ * the image are skipped. */
+TAPS3_INLINE void taps3_rows(const taps3_plane_args *a, taps3_op op, int R, int stride, int p,
+                             const float *x, int64_t i0, float *y)
+{
+    const int64_t W = a->W, OW = a->OW;
+    const int nin = (R - 1) * stride + 3;
+    const float *r[TAPS3_MAXIN];
+    taps3_carry cr[TAPS3_MAXIN];
+#pragma GCC unroll 16
+    for (int k = 0; k < nin; k++) {
+        int64_t ih = i0 * stride - a->ph + k;
+        r[k] = ih >= 0 && ih < a->H ? x + ih * W : NULL;
+        taps3_start(&cr[k], r[k], stride, W, a->fill);
+    }
+    for (int64_t j = 0; j < OW; j += 16) {
+        __m512 acc[TAPS3_MAXR], t[3];
+#pragma GCC unroll 16
+        for (int o = 0; o < R; o++)
+            acc[o] = a->init;
+#pragma GCC unroll 16
+        for (int k = 0; k < nin; k++) {
+            if (!r[k])
+                continue;
+            taps3(r[k], stride, j, W, p, a->fill, &cr[k], t);
+#pragma GCC unroll 16
+            for (int o = 0; o < R; o++) {
+                int d = k - o * stride; /* this input row is row d of output o's window */
+                if (d < 0 || d > 2)
+                    continue;
+                if (op == TAPS3_CONV) {
+                    acc[o] = _mm512_fmadd_ps(t[0], a->w[3 * d], acc[o]);
+                    acc[o] = _mm512_fmadd_ps(t[1], a->w[3 * d + 1], acc[o]);
+                    acc[o] = _mm512_fmadd_ps(t[2], a->w[3 * d + 2], acc[o]);
+                } else {
+                    acc[o] = taps3_take(taps3_take(taps3_take(acc[o], t[0]), t[1]), t[2]);
+                }
+            }
+        }
+        __mmask16 m = taps3_lanes(OW - j);
+#pragma GCC unroll 16
+        for (int o = 0; o < R; o++) {
+            __m512 v = acc[o];
+            if (op == TAPS3_CONV && a->clamp)
+                v = _mm512_min_ps(a->hi, _mm512_max_ps(a->lo, v));
+            _mm512_mask_storeu_ps(y + (i0 + o) * OW + j, m, v);
+        }
+    }
+}
+
+/* The whole plane, TAPS3_MAXR rows at a time. */
+TAPS3_INLINE void taps3_plane(const taps3_plane_args *a, taps3_op op, int stride, int p,
+                              const float *x, float *y)
+{
+    int64_t i = 0;
+    for (; i + TAPS3_MAXR <= a->OH; i += TAPS3_MAXR)
+        taps3_rows(a, op, TAPS3_MAXR, stride, p, x, i, y);
+    switch (a->OH - i) {
+    case 3: taps3_rows(a, op, 3, stride, p, x, i, y); break;
+    case 2: taps3_rows(a, op, 2, stride, p, x, i, y); break;
+    case 1: taps3_rows(a, op, 1, stride, p, x, i, y); break;
+    default: break;
+    }
 }
 
 #endif
