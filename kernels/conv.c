@@ -55,8 +55,11 @@
  * threads, and one with none (direct kernel calls) allocates once.
  */
 #include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kernels/conv_depthwise.h"
 #include "kernels/conv_direct.h"
@@ -93,6 +96,7 @@ typedef struct geom {
     int64_t TR;                  /* output rows per column tile */
     bool clamp;                  /* CONV2D: clamp outputs to [lo, hi] */
     bool own_gemm;               /* CONV2D f32 on kernels/sgemm_avx512.c */
+    bool stream;                 /* own_gemm: non-temporal stores (an output past the caches) */
     float lo, hi;
     /* CONV2D's units: items x MB output-channel blocks x PB column blocks
      * (PB tiles of TR output rows, or direct: of PC columns) */
@@ -323,6 +327,37 @@ static nb_dconv dconv_geom(const geom *m)
                       m->KW, m->s0, m->s1, m->p0, m->p1, m->clamp, m->lo, m->hi};
 }
 
+/* The last-level cache's size: Linux's sysfs (what the kernel was told;
+ * glibc's cpuid-based sysconf can report the whole socket's L3 in a VM),
+ * else sysconf, else 32 MiB. */
+static long l3_bytes(void)
+{
+    long v = 0;
+    FILE *f = fopen("/sys/devices/system/cpu/cpu0/cache/index3/size", "r");
+    if (f) {
+        char unit = 0;
+        if (fscanf(f, "%ld%c", &v, &unit) >= 1)
+            v *= unit == 'K' ? 1024L : unit == 'M' ? 1024L * 1024 : 1;
+        fclose(f);
+    }
+    if (v <= 0)
+        v = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    return v > 0 ? v : 32L << 20;
+}
+
+/* Outputs larger than this (half the L3 cache) are written with streaming
+ * stores. */
+static double stream_bytes(void)
+{
+    static atomic_long l3;
+    long v = atomic_load(&l3);
+    if (v == 0) {
+        v = l3_bytes();
+        atomic_store(&l3, v);
+    }
+    return 0.5 * (double)v;
+}
+
 /* Check the call and fill the geometry; NB_OK or a status with nb_error set. */
 static nb_status make_geom(const nb_kernel_call *c, geom *m)
 {
@@ -440,6 +475,9 @@ static nb_status make_geom(const nb_kernel_call *c, geom *m)
         m->dconv = nb_dconv_supported(&g);
     }
     m->own_gemm = c->op == NB_OP_CONV2D && m->dt == NB_F32 && nb_sgemm_avx512_enabled();
+    /* an output of more than half the last-level cache would only evict
+     * what the next op reads; streaming stores skip reading its lines first */
+    m->stream = m->own_gemm && (double)(m->N * m->CO * m->P) * sizeof(float) > stream_bytes();
     if (c->op == NB_OP_CONV2D)
         split_units(m, nb_get_num_threads());
     return NB_OK;
@@ -578,7 +616,7 @@ static void unit_conv2d(const job *j, int64_t u, char *col)
          * columns are split over units */
         nb_sgemm_avx512_part(mo, pt, m->K, (const float *)w, m->K, (const float *)src, ldb,
                              (float *)dst, m->P, (const float *)bias, m->clamp, m->lo, m->hi, c0,
-                             m->P);
+                             m->P, m->stream);
         return;
     }
     nb_gemm(m->dt, false, false, mo, pt, m->K, w, m->K, src, ldb, 0, dst, m->P);

@@ -60,6 +60,7 @@
 #include "kernels/sgemm_avx512.h"
 
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,6 +98,7 @@ bool nb_sgemm_avx512_enabled(void)
 typedef struct epi {
     const float *bias;
     bool clamp;
+    bool stream; /* full tiles store with non-temporal (streaming) stores */
     float lo, hi;
 } epi;
 
@@ -159,8 +161,11 @@ INL void tile(int mr, int nv, bool full, int64_t K, const float *A, int64_t lda,
                 v = _mm512_add_ps(v, _mm512_set1_ps(e->bias[i0 + i]));
             if (e->clamp)
                 v = _mm512_min_ps(hiv, _mm512_max_ps(lov, v));
-            if (full)
-                _mm512_storeu_ps(C + i * ldc + 16 * h, v);
+            float *dst = C + i * ldc + 16 * h;
+            if (full && e->stream && ((uintptr_t)dst & 63) == 0)
+                _mm512_stream_ps(dst, v);
+            else if (full)
+                _mm512_storeu_ps(dst, v);
             else
                 _mm512_mask_storeu_ps(C + i * ldc + 16 * h, h ? m1 : m0, v);
         }
@@ -334,11 +339,11 @@ static TGT void dots(int64_t r, int64_t K, const float *A, int64_t lda, const fl
 TGT void nb_sgemm_avx512_part(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                               const float *B, int64_t ldb, float *C, int64_t ldc,
                               const float *bias, bool clamp, float lo, float hi, int64_t j0,
-                              int64_t n_all)
+                              int64_t n_all, bool stream)
 {
     if (M <= 0 || N <= 0 || j0 < 0 || n_all < j0 + N || !nb_sgemm_avx512_enabled())
         return;
-    epi e = {bias, clamp, lo, hi};
+    epi e = {bias, clamp, stream, lo, hi};
     /* the dot columns of the whole product that fall in this part: its
      * columns [nt, N) */
     int64_t g = n_all - nb_sgemm_avx512_dot_cols(n_all, K), kp = (K + 15) / 16 * 16;
@@ -360,19 +365,21 @@ TGT void nb_sgemm_avx512_part(int64_t M, int64_t N, int64_t K, const float *A, i
             if (r)
                 dots(r, K, A, lda, bt, kp, C + nt, ldc, &e, i, i1);
         }
-        return;
+    } else {
+        for (int64_t j = 0; j < nt; j += 32)
+            panel(K, A, lda, B, ldb, C, ldc, &e, 0, M, j, nt - j < 32 ? nt - j : 32);
+        if (r)
+            dots(r, K, A, lda, bt, kp, C + nt, ldc, &e, 0, M);
     }
-    for (int64_t j = 0; j < nt; j += 32)
-        panel(K, A, lda, B, ldb, C, ldc, &e, 0, M, j, nt - j < 32 ? nt - j : 32);
-    if (r)
-        dots(r, K, A, lda, bt, kp, C + nt, ldc, &e, 0, M);
+    if (stream) /* streaming stores are weakly ordered: before anyone reads C */
+        _mm_sfence();
 }
 
 void nb_sgemm_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                      int64_t ldb, float *C, int64_t ldc, const float *bias, bool clamp, float lo,
                      float hi)
 {
-    nb_sgemm_avx512_part(M, N, K, A, lda, B, ldb, C, ldc, bias, clamp, lo, hi, 0, N);
+    nb_sgemm_avx512_part(M, N, K, A, lda, B, ldb, C, ldc, bias, clamp, lo, hi, 0, N, false);
 }
 
 #else /* not x86-64 with GCC or clang: the BLAS path everywhere */
@@ -387,8 +394,9 @@ int64_t nb_sgemm_avx512_dot_cols(int64_t N, int64_t K)
 
 void nb_sgemm_avx512_part(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                           const float *B, int64_t ldb, float *C, int64_t ldc, const float *bias,
-                          bool clamp, float lo, float hi, int64_t j0, int64_t n_all)
+                          bool clamp, float lo, float hi, int64_t j0, int64_t n_all, bool stream)
 {
+    (void)stream;
     (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)C, (void)ldc;
     (void)bias, (void)clamp, (void)lo, (void)hi, (void)j0, (void)n_all;
 }

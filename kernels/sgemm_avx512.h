@@ -31,10 +31,15 @@ void nb_sgemm_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t ld
  * the dot columns are the whole product's (see below), so the bits of
  * every element are the same however the caller splits the columns (any
  * block boundaries, not only multiples of 16). nb_sgemm_avx512 is this with
- * j0 = 0, n_all = N. Does nothing when j0 < 0 or j0 + N > n_all. */
+ * j0 = 0, n_all = N, stream false. Does nothing when j0 < 0 or j0 + N >
+ * n_all. With stream, C is written with non-temporal stores where it can
+ * (same values; an sfence before returning): for an output much larger
+ * than the caches, which would only evict what the next op reads, and
+ * whose lines would otherwise be read from memory before being
+ * overwritten. */
 void nb_sgemm_avx512_part(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                           const float *B, int64_t ldb, float *C, int64_t ldc, const float *bias,
-                          bool clamp, float lo, float hi, int64_t j0, int64_t n_all);
+                          bool clamp, float lo, float hi, int64_t j0, int64_t n_all, bool stream);
 
 /* How many of C's last columns (N mod 16, or 0) a call with these N and K
  * computes as dot products with k in the vector lanes rather than as

@@ -203,6 +203,17 @@ START_TEST(test_clamp_forward)
 END_TEST
 
 /* conv1d carries the clamp to its conv2d */
+/* An f32 1x1 conv whose output (19 MB) is past half an L3 of up to 32 MB:
+ * the GEMM writes it with streaming stores (kernels/conv.c, stream). */
+START_TEST(test_streamed_output)
+{
+    ccase c = {"1x1 large output", 1, 2, 224, 224, 96, 1, 1,
+               ARGS_CLAMP(1, 1, 0, 0, 0, 0, 1, 1, 1, 0.0f, 6.0f), true};
+    nb_rng_init(&rng, 1250);
+    forward_case(&c, 0, NB_F32);
+}
+END_TEST
+
 START_TEST(test_clamp_conv1d)
 {
     nb_rng_init(&rng, 1250);
@@ -657,6 +668,7 @@ static Suite *conv_suite(void)
     tcase_add_loop_test(f, test_depthwise_threads, 0, N_DW);
     tcase_add_loop_test(f, test_clamp_forward, 0, N_CLAMP);
     tcase_add_test(f, test_clamp_conv1d);
+    tcase_add_test(f, test_streamed_output);
     suite_add_tcase(s, f);
     TCase *gr = tcase_create("gradcheck");
     tcase_add_loop_test(gr, test_conv2d_grad, 0, N_CONV);

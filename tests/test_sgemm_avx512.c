@@ -261,6 +261,36 @@ START_TEST(test_split_invariant)
 }
 END_TEST
 
+/* Streaming stores (stream = true) write the same bits as plain ones, on
+ * rows that are 64-byte aligned (ldc a multiple of 16: the streamed full
+ * tiles) and on unaligned ones (plain stores), and leave C's padding alone. */
+START_TEST(test_stream_same_bits)
+{
+    static const int64_t shapes[][4] = {/* M, N, K, ldc */
+                                        {24, 64, 16, 64},  {96, 196, 16, 208}, {13, 96, 40, 96},
+                                        {17, 49, 160, 49}, {16, 33, 24, 48}};
+    rng_state = 5500 + (uint64_t)_i;
+    const int64_t *sh = shapes[_i];
+    prob p;
+    make_prob(&p, sh[0], sh[1], sh[2], true);
+    p.ldc = sh[3];
+    size_t n = (size_t)(p.M * p.ldc);
+    float *plain = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+    float *streamed = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+    ck_assert(plain && streamed);
+    for (size_t i = 0; i < n; i++)
+        plain[i] = streamed[i] = SENTINEL;
+    nb_sgemm_avx512_part(p.M, p.N, p.K, p.A, p.lda, p.B, p.ldb, plain, p.ldc, p.bias, true, -0.5f,
+                         0.5f, 0, p.N, false);
+    nb_sgemm_avx512_part(p.M, p.N, p.K, p.A, p.lda, p.B, p.ldb, streamed, p.ldc, p.bias, true,
+                         -0.5f, 0.5f, 0, p.N, true);
+    ck_assert(memcmp(plain, streamed, n * sizeof(float)) == 0);
+    check_ref(&p, streamed, true, -0.5f, 0.5f, "streamed");
+    free(plain), free(streamed);
+    free_prob(&p);
+}
+END_TEST
+
 /* nb_sgemm_avx512_part over blocks at any column boundaries (not only
  * multiples of 16: an im2col conv splits its columns by output rows) is
  * bit-identical to one nb_sgemm_avx512 call; bad parts write nothing. */
@@ -283,7 +313,7 @@ START_TEST(test_part_any_split)
                 for (int64_t j0 = 0, b = 0; j0 < p.N; j0 += widths[s][b++ % 4]) {
                     int64_t w = widths[s][b % 4], nb = p.N - j0 < w ? p.N - j0 : w;
                     nb_sgemm_avx512_part(M, nb, p.K, p.A, p.lda, p.B + j0, p.ldb, part + j0,
-                                         p.ldc, p.bias, true, -0.5f, 0.5f, j0, p.N);
+                                         p.ldc, p.bias, true, -0.5f, 0.5f, j0, p.N, false);
                 }
                 ck_assert_msg(memcmp(whole, part, bytes) == 0,
                               "M=%lld N=%lld K=%lld: part split %d differs", (long long)M,
@@ -293,9 +323,9 @@ START_TEST(test_part_any_split)
             for (int64_t i = 0; i < M * p.ldc; i++)
                 part[i] = SENTINEL;
             nb_sgemm_avx512_part(M, p.N, p.K, p.A, p.lda, p.B, p.ldb, part, p.ldc, p.bias, true,
-                                 -0.5f, 0.5f, -1, p.N);
+                                 -0.5f, 0.5f, -1, p.N, false);
             nb_sgemm_avx512_part(M, p.N, p.K, p.A, p.lda, p.B, p.ldb, part, p.ldc, p.bias, true,
-                                 -0.5f, 0.5f, 1, p.N);
+                                 -0.5f, 0.5f, 1, p.N, false);
             for (int64_t i = 0; i < M * p.ldc; i++)
                 ck_assert(part[i] == SENTINEL);
             free(whole), free(part);
@@ -364,6 +394,7 @@ int main(void)
     tcase_add_loop_test(tc, test_nan_kept, 0, 7);
     tcase_add_test(tc, test_dot_cols);
     tcase_add_loop_test(tc, test_long_k, 0, 3);
+    tcase_add_loop_test(tc, test_stream_same_bits, 0, 5);
     tcase_add_loop_test(tc, test_split_invariant, 0, NM);
     tcase_add_loop_test(tc, test_part_any_split, 0, NM);
     tcase_add_test(tc, test_tile_paths_agree);
