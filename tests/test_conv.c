@@ -203,7 +203,8 @@ START_TEST(test_clamp_forward)
 END_TEST
 
 /* conv1d carries the clamp to its conv2d */
-/* An f32 1x1 conv whose output (19 MB) is past half an L3 of up to 32 MB:
+/* An f32 1x1 conv whose output (19 MB) is past a quarter of an L3 of up
+ * to 64 MB:
  * the GEMM writes it with streaming stores (kernels/conv.c, stream). */
 START_TEST(test_streamed_output)
 {
