@@ -56,9 +56,9 @@ static bool env_enabled(void)
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
+#include "kernels/avx512.h"
 
-#define TGT __attribute__((target("avx512f,fma")))
+#define TGT NB_AVX512_TGT
 #define INL __attribute__((always_inline)) inline
 #define MB2 8  /* output channels a block, two vectors */
 #define MB1 16 /* output channels a block, one vector */
@@ -75,11 +75,6 @@ bool nb_dconv_supported(const nb_dconv *g)
     return shape_ok(g) && g->OW >= NB_DCONV_MIN_OW && cpu_ok() && env_enabled();
 }
 
-static __mmask16 lanes(int64_t n)
-{
-    return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n > 0 ? n : 0)) - 1);
-}
-
 /* r[base + k] for k in [0, 16), 0 where base + k is outside [0, W). The
  * addresses formed stay inside the row: past the right edge a masked load
  * from r + base (base < W), past the left edge a masked load from r shifted
@@ -92,13 +87,13 @@ static INL TGT __m512 load16(const float *r, int64_t W, int64_t base)
     if (lo >= hi)
         return _mm512_setzero_ps();
     if (lo == 0)
-        return _mm512_maskz_loadu_ps(lanes(hi), r + base);
+        return _mm512_maskz_loadu_ps(nb_lanes16(hi), r + base);
     /* lanes [lo, hi) take r[0], r[1], ..., r[hi - lo - 1] */
-    __m512 v = _mm512_maskz_loadu_ps(lanes(hi - lo), r);
+    __m512 v = _mm512_maskz_loadu_ps(nb_lanes16(hi - lo), r);
     __m512i idx = _mm512_sub_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
                                                      13, 14, 15),
                                    _mm512_set1_epi32((int)lo));
-    return _mm512_maskz_permutexvar_ps((__mmask16)(lanes(hi) & ~lanes(lo)), idx, v);
+    return _mm512_maskz_permutexvar_ps((__mmask16)(nb_lanes16(hi) & ~nb_lanes16(lo)), idx, v);
 }
 
 /* The s1 phase rows of input row r for output columns [j0, j0 + L):
@@ -269,7 +264,7 @@ static TGT void rows(void *ctx, int64_t begin, int64_t end)
             float *yrow = J->y + (n * g->CO * g->OH + i) * g->OW + j0;
             for (int64_t jj = 0; jj < cw; jj += VW) {
                 int nvec = cw - jj > 16 ? 2 : 1;
-                __mmask16 m0 = lanes(cw - jj), m1 = lanes(cw - jj - 16);
+                __mmask16 m0 = nb_lanes16(cw - jj), m1 = nb_lanes16(cw - jj - 16);
                 int64_t step = nvec == 2 ? MB2 : MB1;
                 for (int64_t o0 = 0; o0 < g->CO; o0 += step) {
                     int mb = (int)(g->CO - o0 < step ? g->CO - o0 : step);

@@ -135,9 +135,9 @@ static int64_t slots_for(const plan *p, size_t ws_size)
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
+#include "kernels/avx512.h"
 
-#define TGT __attribute__((target("avx512f,fma")))
+#define TGT NB_AVX512_TGT
 
 bool nb_wino_enabled(void)
 {
@@ -182,11 +182,6 @@ static inline __attribute__((always_inline)) TGT void transpose16(__m512 r[16])
         r[i] = t[i];
 }
 
-static inline __mmask16 lanes(int64_t n)
-{
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
-}
-
 /* dst[r, q, c] (nr x ncol x ncp, channels last) = src[c, r0 + r, c0 + q] for
  * c < nc inside the H x W planes of src, else 0. Only in-range addresses
  * are formed: the columns inside are [qa, qb). */
@@ -221,7 +216,7 @@ TGT static void pack(const float *src, int64_t nc, int64_t ncp, int64_t H, int64
                     _mm_prefetch((const char *)(src + ((cb + i) * H + ih + 2) * W + c0 + qa),
                                  _MM_HINT_T0);
             for (int64_t q0 = qa; q0 < qb; q0 += 16) {
-                __mmask16 m = lanes(qb - q0);
+                __mmask16 m = nb_lanes16(qb - q0);
                 __m512 v[16];
                 for (int i = 0; i < 16; i++)
                     v[i] = cb + i < nc ? _mm512_maskz_loadu_ps(m, src + ((cb + i) * H + ih) * W + c0 + q0)
@@ -391,7 +386,7 @@ TGT static void output_transform(const plan *p, const float *M, int64_t T, int64
         int nh = oh + 1 < s->hout ? 2 : 1;
         for (int64_t ov = 0; ov < cop; ov += 16) {
             int nl = (int)min64(16, s->cout - ov);
-            __m512 bv = bias ? _mm512_maskz_loadu_ps(lanes(nl), bias + ov) : _mm512_setzero_ps();
+            __m512 bv = bias ? _mm512_maskz_loadu_ps(nb_lanes16(nl), bias + ov) : _mm512_setzero_ps();
             /* min(hi, max(lo, v)) keeps a NaN v (the second operand wins) */
             const __m512 lov = _mm512_set1_ps(s->clamp ? s->lo : -INFINITY);
             const __m512 hiv = _mm512_set1_ps(s->clamp ? s->hi : INFINITY);
@@ -421,7 +416,7 @@ TGT static void output_transform(const plan *p, const float *M, int64_t T, int64
                     for (int i = 0; i < 16; i++)
                         v[i] = q0 + i < nq ? _mm512_loadu_ps(row + (q0 + i) * 16) : _mm512_setzero_ps();
                     transpose16(v);
-                    __mmask16 mk = lanes(nq - q0);
+                    __mmask16 mk = nb_lanes16(nq - q0);
                     for (int l = 0; l < nl; l++)
                         _mm512_mask_storeu_ps(y + l * plane + q0, mk, v[l]);
                 }
@@ -561,7 +556,7 @@ TGT static void weight_transform(void *ctx, int64_t c0, int64_t c1)
                     _mm512_storeu_ps(u + xi * xs, _mm512_setzero_ps());
                 continue;
             }
-            __mmask16 m = lanes(nl);
+            __mmask16 m = nb_lanes16(nl);
             const float *base = j->flip_t ? j->w + (c * s->cout + o) * 9 : j->w + (o * s->cin + c) * 9;
             __m512 g[3][3], h[4][3];
             for (int k = 0; k < 3; k++)

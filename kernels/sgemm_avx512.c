@@ -65,9 +65,9 @@
 #include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
+#include "kernels/avx512.h"
 
-#define TGT __attribute__((target("avx512f,fma")))
+#define TGT NB_AVX512_TGT
 #define INL static inline __attribute__((always_inline)) TGT
 /* row and column loops, unrolled: accumulators in registers, not arrays */
 #ifdef __clang__
@@ -172,11 +172,6 @@ INL void tile(int mr, int nv, bool full, int64_t K, const float *A, int64_t lda,
     }
 }
 
-static __mmask16 lanes(int64_t n)
-{
-    return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n > 0 ? n : 0)) - 1);
-}
-
 /* One tile of nv vectors and the constant row count r (1..7) chosen by n. */
 #define TAIL_CASES(nv)                                                                             \
     switch (n) {                                                                                   \
@@ -211,7 +206,7 @@ static TGT void panel(int64_t K, const float *A, int64_t lda, const float *B, in
                       float *C, int64_t ldc, const epi *e, int64_t i0, int64_t i1, int64_t j,
                       int64_t w)
 {
-    __mmask16 m0 = lanes(w), m1 = lanes(w - 16);
+    __mmask16 m0 = nb_lanes16(w), m1 = nb_lanes16(w - 16);
     const float *b = B + j;
     float *cj = C + j;
     int64_t i;
@@ -269,7 +264,7 @@ INL void dot(int rb, int r, int64_t K, const float *A, int64_t lda, const float 
         }
     }
     if (k < K) { /* A's row ends: masked loads; Bt is zero there */
-        __mmask16 m = lanes(K - k);
+        __mmask16 m = nb_lanes16(K - k);
         __m512 bv[DOT_COLS];
         UNROLL
         for (int c = 0; c < r; c++)

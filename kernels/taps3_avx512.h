@@ -29,18 +29,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define TAPS3_TGT __attribute__((target("avx512f,fma")))
-#define TAPS3_INLINE static inline __attribute__((always_inline)) TAPS3_TGT
+#include "kernels/avx512.h"
 
-static inline __mmask16 taps3_lanes(int64_t n)
-{
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
-}
+#define TAPS3_TGT NB_AVX512_TGT
+#define TAPS3_INLINE static inline __attribute__((always_inline)) TAPS3_TGT
 
 /* x[c .. c+15] of a row of W floats, fill past its end. */
 TAPS3_INLINE __m512 taps3_load(const float *row, int64_t c, int64_t W, __m512 fill)
 {
-    return c < W ? _mm512_mask_loadu_ps(fill, taps3_lanes(W - c), row + c) : fill;
+    return c < W ? _mm512_mask_loadu_ps(fill, nb_lanes16(W - c), row + c) : fill;
 }
 
 /* The state a row carries from one output vector to the next. */
@@ -175,7 +172,7 @@ TAPS3_INLINE void taps3_rows(const taps3_plane_args *a, taps3_op op, int R, int 
                 }
             }
         }
-        __mmask16 m = taps3_lanes(OW - j);
+        __mmask16 m = nb_lanes16(OW - j);
 #pragma GCC unroll 16
         for (int o = 0; o < R; o++) {
             __m512 v = acc[o];
