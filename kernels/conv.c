@@ -96,7 +96,8 @@ typedef struct geom {
     int64_t TR;                  /* output rows per column tile */
     bool clamp;                  /* CONV2D: clamp outputs to [lo, hi] */
     bool own_gemm;               /* CONV2D f32 on kernels/sgemm_avx512.c */
-    bool stream;                 /* own_gemm: non-temporal stores (an output past the caches) */
+    bool big;                    /* an f32 output past the caches (stream_bytes) */
+    bool stream;                 /* own_gemm and big: non-temporal stores */
     float lo, hi;
     /* CONV2D's units: items x MB output-channel blocks x PB column blocks
      * (PB tiles of TR output rows, or direct: of PC columns) */
@@ -321,12 +322,6 @@ static void split_units(geom *m, int64_t threads)
     }
 }
 
-static nb_dconv dconv_geom(const geom *m)
-{
-    return (nb_dconv){m->N,  m->C,  m->H,  m->W,  m->CO, m->OH,    m->OW, m->KH,
-                      m->KW, m->s0, m->s1, m->p0, m->p1, m->clamp, m->lo, m->hi};
-}
-
 /* The last-level cache's size: Linux's sysfs (what the kernel was told;
  * glibc's cpuid-based sysconf can report the whole socket's L3 in a VM),
  * else sysconf, else 32 MiB. */
@@ -358,6 +353,12 @@ static double stream_bytes(void)
         atomic_store(&l3, v);
     }
     return 0.25 * (double)v;
+}
+
+static nb_dconv dconv_geom(const geom *m)
+{
+    return (nb_dconv){m->N,  m->C,  m->H,  m->W,  m->CO,    m->OH, m->OW,    m->KH,
+                      m->KW, m->s0, m->s1, m->p0, m->p1, m->clamp, m->lo, m->hi, m->big};
 }
 
 /* Check the call and fill the geometry; NB_OK or a status with nb_error set. */
@@ -471,16 +472,17 @@ static nb_status make_geom(const nb_kernel_call *c, geom *m)
         m->clamp = true;
         m->lo = p->clamp_min, m->hi = p->clamp_max;
     }
+    /* an output of more than a quarter of the last-level cache would mostly
+     * evict what the next op reads; streaming stores skip reading its lines
+     * first */
+    m->big = m->dt == NB_F32 && (double)(m->N * m->CO * m->P) * sizeof(float) > stream_bytes();
     if (!m->wino && !m->dw && c->op == NB_OP_CONV2D && m->dt == NB_F32 && m->G == 1 &&
         m->d0 == 1 && m->d1 == 1) {
         nb_dconv g = dconv_geom(m);
         m->dconv = nb_dconv_supported(&g);
     }
     m->own_gemm = c->op == NB_OP_CONV2D && m->dt == NB_F32 && nb_sgemm_avx512_enabled();
-    /* an output of more than a quarter of the last-level cache would mostly
-     * evict what the next op reads; streaming stores skip reading its lines
-     * first */
-    m->stream = m->own_gemm && (double)(m->N * m->CO * m->P) * sizeof(float) > stream_bytes();
+    m->stream = m->own_gemm && m->big;
     if (c->op == NB_OP_CONV2D)
         split_units(m, nb_get_num_threads());
     return NB_OK;

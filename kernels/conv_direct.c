@@ -34,6 +34,7 @@
  */
 #include "kernels/conv_direct.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,6 +80,16 @@ bool nb_dconv_supported(const nb_dconv *g)
  * addresses formed stay inside the row: past the right edge a masked load
  * from r + base (base < W), past the left edge a masked load from r shifted
  * up by -base lanes. */
+/* y[0..15] = v under mask m; a whole, 64-byte-aligned vector with a
+ * streaming store when g->stream. */
+static INL TGT void store(const nb_dconv *g, float *y, __mmask16 m, __m512 v)
+{
+    if (g->stream && m == 0xFFFF && ((uintptr_t)y & 63) == 0)
+        _mm512_stream_ps(y, v);
+    else
+        _mm512_mask_storeu_ps(y, m, v);
+}
+
 static INL TGT __m512 load16(const float *r, int64_t W, int64_t base)
 {
     if (base >= 0 && base + 16 <= W)
@@ -164,9 +175,9 @@ static INL TGT void block(int mb, int nvec, const float *const *tp, int64_t jj, 
             v0 = _mm512_min_ps(hiv, _mm512_max_ps(lov, v0));
             v1 = _mm512_min_ps(hiv, _mm512_max_ps(lov, v1));
         }
-        _mm512_mask_storeu_ps(y + o * ys, m0, v0);
+        store(g, y + o * ys, m0, v0);
         if (nvec == 2)
-            _mm512_mask_storeu_ps(y + o * ys + 16, m1, v1);
+            store(g, y + o * ys + 16, m1, v1);
     }
 }
 
@@ -274,6 +285,8 @@ static TGT void rows(void *ctx, int64_t begin, int64_t end)
             }
         }
     }
+    if (g->stream) /* streaming stores are weakly ordered: before anyone reads y */
+        _mm_sfence();
 }
 
 size_t nb_dconv_workspace(const nb_dconv *g)

@@ -17,6 +17,8 @@ typedef struct nb_dconv {
     int64_t p0, p1;       /* pad_begin {rows, columns}; pad_end is implied by OH, OW */
     bool clamp;           /* clamp outputs (bias added) to [lo, hi] */
     float lo, hi;
+    bool stream;          /* write y with streaming (non-temporal) stores where aligned
+                           * (same values; for an output much larger than the caches) */
 } nb_dconv;
 
 /* The limits of the direct kernel, checked by nb_dconv_supported. */
