@@ -21,7 +21,7 @@
  * are then copied out, clamped.
  *
  * The per-plane code is compiled for AVX-512, AVX2 and baseline x86-64
- * (target_clones: the loader picks what the CPU has), so the loops above
+ * (pick_plane chooses what the CPU has at run time), so the loops above
  * run 16 lanes wide where they can.
  *
  * The 3x3 kernels of mobile networks (stride 1 or 2, padding 0 or 1) go to
@@ -133,15 +133,13 @@ static inline __attribute__((always_inline)) void make_phases(const nb_dw *g, co
         }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CLONES
-#endif
-
-/* One plane: acc = bias + sum of the taps, then y = clamp(acc) row by row. */
-CLONES static void plane(const nb_dw *g, const shape *s, const float *x, const float *w, float bias,
-                  float *y, float *ph, float *acc)
+/* One plane: acc = bias + sum of the taps, then y = clamp(acc) row by row.
+ * Inlined into one function per instruction set below, whose target the
+ * loops are vectorised for. */
+static inline __attribute__((always_inline)) void plane_body(const nb_dw *g, const shape *s,
+                                                              const float *x, const float *w,
+                                                              float bias, float *y, float *ph,
+                                                              float *acc)
 {
     make_phases(g, s, x, ph);
     const int64_t taps = g->KH * g->KW, n = s->nv; /* rounded up: no scalar tail */
@@ -205,8 +203,49 @@ CLONES static void plane(const nb_dw *g, const shape *s, const float *x, const f
     }
 }
 
+typedef void plane_fn(const nb_dw *, const shape *, const float *, const float *, float, float *,
+                      float *, float *);
+
+static void plane_base(const nb_dw *g, const shape *s, const float *x, const float *w, float bias,
+                       float *y, float *ph, float *acc)
+{
+    plane_body(g, s, x, w, bias, y, ph, acc);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx512f,fma"))) static void plane_avx512(const nb_dw *g, const shape *s,
+                                                                 const float *x, const float *w,
+                                                                 float bias, float *y, float *ph,
+                                                                 float *acc)
+{
+    plane_body(g, s, x, w, bias, y, ph, acc);
+}
+
+__attribute__((target("avx2,fma"))) static void plane_avx2(const nb_dw *g, const shape *s,
+                                                            const float *x, const float *w,
+                                                            float bias, float *y, float *ph,
+                                                            float *acc)
+{
+    plane_body(g, s, x, w, bias, y, ph, acc);
+}
+#endif
+
+/* The widest version the CPU runs (a plain run-time check: an ifunc, as
+ * target_clones makes, runs before sanitizer runtimes start). */
+static plane_fn *pick_plane(void)
+{
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (__builtin_cpu_supports("avx512f"))
+        return plane_avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return plane_avx2;
+#endif
+    return plane_base;
+}
+
 typedef struct dw_job {
     const nb_dw *g;
+    plane_fn *plane;
     shape s;
     const float *x, *w, *b;
     float *y;
@@ -227,7 +266,7 @@ static void run_slots(void *ctx, int64_t s0, int64_t s1)
         int64_t b = sl * j->planes / j->nslots, e = (sl + 1) * j->planes / j->nslots;
         for (int64_t pl = b; pl < e; pl++) {
             int64_t c = pl % g->C;
-            plane(g, &j->s, j->x + pl * g->H * g->W, j->w + c * g->KH * g->KW,
+            j->plane(g, &j->s, j->x + pl * g->H * g->W, j->w + c * g->KH * g->KW,
                   j->b ? j->b[c] : 0.0f, j->y + pl * g->OH * g->OW, ph, acc);
         }
     }
@@ -236,7 +275,7 @@ static void run_slots(void *ctx, int64_t s0, int64_t s1)
 bool nb_dw_generic_conv_f32(const nb_dw *g, const float *x, const float *w, const float *b,
                             float *y, void *ws, size_t ws_size)
 {
-    dw_job j = {g, shape_of(g), x, w, b, y, ws, slot_floats(g), 0, g->N * g->C};
+    dw_job j = {g, pick_plane(), shape_of(g), x, w, b, y, ws, slot_floats(g), 0, g->N * g->C};
     if (j.planes <= 0 || g->OH <= 0 || g->OW <= 0)
         return true;
     int64_t threads = nb_get_num_threads();
