@@ -1,6 +1,7 @@
 /* nb_gemm: one product split into blocks of C over the thread pool; see
  * kernels/gemm.h. */
 #include "kernels/gemm.h"
+#include "kernels/sgemm_avx512.h"
 
 #include <cblas.h>
 #include <stddef.h>
@@ -10,6 +11,10 @@
 /* Below this many multiply-adds a product runs as one call: splitting costs
  * a hand-over to the other threads (a few microseconds). */
 #define SPLIT_MIN_MACS (1 << 18)
+/* f32 A B^T with this few rows of A and this long rows goes to
+ * nb_sgemm_avx512_abt (dot products), not BLAS */
+#define ABT_MAX_ROWS 16
+#define ABT_MIN_K 64
 
 typedef struct gemm_job {
     nb_dtype dt;
@@ -52,6 +57,11 @@ static void blas(nb_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
             gemv(dt, true, K, M, A, lda, B, tb ? 1 : ldb, beta, C, ldc);
         else
             gemv(dt, false, M, K, A, lda, B, tb ? 1 : ldb, beta, C, ldc);
+        return;
+    }
+    if (dt == NB_F32 && !ta && tb && beta == 0 && M <= ABT_MAX_ROWS && K >= ABT_MIN_K &&
+        nb_sgemm_avx512_enabled()) { /* x W^T at a small batch: W's rows read once */
+        nb_sgemm_avx512_abt(M, N, K, A, lda, B, ldb, C, ldc);
         return;
     }
     enum CBLAS_TRANSPOSE a = ta ? CblasTrans : CblasNoTrans, b = tb ? CblasTrans : CblasNoTrans;

@@ -263,12 +263,12 @@ INL void dot(int rb, int r, int64_t K, const float *A, int64_t lda, const float 
                 acc[i][c] = _mm512_fmadd_ps(av, bv[c], acc[i][c]);
         }
     }
-    if (k < K) { /* A's row ends: masked loads; Bt is zero there */
+    if (k < K) { /* the rows end: masked loads (Bt may be a matrix's own rows) */
         __mmask16 m = nb_lanes16(K - k);
         __m512 bv[DOT_COLS];
         UNROLL
         for (int c = 0; c < r; c++)
-            bv[c] = _mm512_loadu_ps(Bt + c * kp + k);
+            bv[c] = _mm512_maskz_loadu_ps(m, Bt + c * kp + k);
         UNROLL
         for (int i = 0; i < rb; i++) {
             __m512 av = _mm512_maskz_loadu_ps(m, A + i * lda + k);
@@ -377,6 +377,17 @@ void nb_sgemm_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t ld
     nb_sgemm_avx512_part(M, N, K, A, lda, B, ldb, C, ldc, bias, clamp, lo, hi, 0, N, false);
 }
 
+TGT void nb_sgemm_avx512_abt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                             const float *B, int64_t ldb, float *C, int64_t ldc)
+{
+    if (M <= 0 || N <= 0 || K <= 0 || !nb_sgemm_avx512_enabled())
+        return;
+    epi e = {NULL, false, false, 0.0f, 0.0f};
+    for (int64_t c0 = 0; c0 < N; c0 += DOT_COLS) /* B's rows are the dot path's columns */
+        dots(N - c0 < DOT_COLS ? N - c0 : DOT_COLS, K, A, lda, B + c0 * ldb, ldb, C + c0, ldc,
+             &e, 0, M);
+}
+
 #else /* not x86-64 with GCC or clang: the BLAS path everywhere */
 
 bool nb_sgemm_avx512_enabled(void) { return false; }
@@ -402,6 +413,12 @@ void nb_sgemm_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t ld
 {
     (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)C, (void)ldc;
     (void)bias, (void)clamp, (void)lo, (void)hi;
+}
+
+void nb_sgemm_avx512_abt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                         const float *B, int64_t ldb, float *C, int64_t ldc)
+{
+    (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)C, (void)ldc;
 }
 
 #endif

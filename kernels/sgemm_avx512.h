@@ -41,6 +41,14 @@ void nb_sgemm_avx512_part(int64_t M, int64_t N, int64_t K, const float *A, int64
                           const float *B, int64_t ldb, float *C, int64_t ldc, const float *bias,
                           bool clamp, float lo, float hi, int64_t j0, int64_t n_all, bool stream);
 
+/* C (M x N, row stride ldc) = A B^T, A (M x K, lda) and B (N x K, ldb)
+ * row-major: every element a dot product with k in the lanes (the dot path
+ * below), B's rows read once for all of A's rows. For a few rows of A (a
+ * classifier at a small batch), where a BLAS GEMM packs all of B first. No
+ * bias or clamp. Does nothing when !nb_sgemm_avx512_enabled(). */
+void nb_sgemm_avx512_abt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                         const float *B, int64_t ldb, float *C, int64_t ldc);
+
 /* How many of C's last columns (N mod 16, or 0) a call with these N and K
  * computes as dot products with k in the vector lanes rather than as
  * k-ordered FMA chains (see the top of kernels/sgemm_avx512.c): the only

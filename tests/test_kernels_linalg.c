@@ -277,15 +277,18 @@ START_TEST(test_matmul_large)
 }
 END_TEST
 
-/* Row and column vectors (matrix-vector products in kernels/gemm.c) and
+/* Row and column vectors (matrix-vector products in kernels/gemm.c),
  * products big enough to be split over the threads by rows (M >= N) or by
- * columns, in every transpose combination. */
+ * columns, and f32 products with B transposed and at most 16 rows of A
+ * (nb_sgemm_avx512_abt: ragged K and N), in every transpose combination. */
 START_TEST(test_matmul_vectors_and_splits)
 {
     static const int64_t shapes[][3] = {/* M, K, N */
                                         {1, 5, 9},     {7, 5, 1},    {1, 1280, 1000},
                                         {1000, 300, 1}, {1, 7, 1},   {300, 200, 37},
-                                        {37, 200, 300}, {129, 64, 513}};
+                                        {37, 200, 300}, {129, 64, 513},
+                                        /* f32 x W^T with few rows: the dot-product path */
+                                        {8, 300, 1000}, {3, 70, 29},  {16, 64, 17}};
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
         check_2d(shapes[si][0], shapes[si][1], shapes[si][2]);
 }
