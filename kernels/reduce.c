@@ -54,14 +54,15 @@ typedef struct reduce_impl {
 } reduce_impl;
 
 /* Sums: ACC is double for floats, uint64_t (wrapping, no UB) for integers. */
-#define DEFINE_SUM(NAME, T, ACC)                                                  \
-    static void NAME##_init(void *a, int64_t n)                                   \
+#define DEFINE_SUM(NAME, T, ACC) DEFINE_SUM_TGT(NAME, T, ACC, )
+#define DEFINE_SUM_TGT(NAME, T, ACC, TGT)                                         \
+    TGT static void NAME##_init(void *a, int64_t n)                               \
     {                                                                             \
         ACC *acc = a;                                                             \
         for (int64_t j = 0; j < n; j++)                                           \
             acc[j] = 0;                                                           \
     }                                                                             \
-    static void NAME##_run(void *a, const void *xv, int64_t n)                    \
+    TGT static void NAME##_run(void *a, const void *xv, int64_t n)                \
     {                                                                             \
         const T *x = xv;                                                          \
         ACC s[LANES] = {0}, t = 0;                                                \
@@ -79,8 +80,8 @@ typedef struct reduce_impl {
                 s[l] += s[l + w];                                                 \
         *(ACC *)a += s[0] + t;                                                    \
     }                                                                             \
-    static void NAME##_cols(void *a, const void *xv, int64_t n, int64_t rows,     \
-                            int64_t stride)                                       \
+    TGT static void NAME##_cols(void *a, const void *xv, int64_t n, int64_t rows, \
+                                int64_t stride)                                   \
     {                                                                             \
         ACC *acc = a;                                                             \
         const T *x = xv;                                                          \
@@ -95,7 +96,7 @@ typedef struct reduce_impl {
             for (int64_t j = 0; j < n; j++)                                       \
                 acc[j] += (ACC)x[r * stride + j];                                 \
     }                                                                             \
-    static void NAME##_merge(void *a, const void *bv, int64_t n)                  \
+    TGT static void NAME##_merge(void *a, const void *bv, int64_t n)              \
     {                                                                             \
         ACC *acc = a;                                                             \
         const ACC *b = bv;                                                        \
@@ -123,6 +124,12 @@ typedef struct reduce_impl {
 
 DEFINE_SUM(sum_f32, float, double)
 SUM_STORE_FLOAT(sum_f32, float)
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* the same f32 sums built for AVX-512 (8 doubles a vector): the same
+ * operations lane by lane, so the same bits; picked at run time */
+#define HAVE_SUM_F32_AVX512 1
+DEFINE_SUM_TGT(sum_f32_avx512, float, double, __attribute__((target("avx512f"))))
+#endif
 DEFINE_SUM(sum_f64, double, double)
 SUM_STORE_FLOAT(sum_f64, double)
 DEFINE_SUM(sum_i32, int32_t, uint64_t)
@@ -223,6 +230,22 @@ static const reduce_impl impls[3][4] = {
     {IMPL(max_f32, float), IMPL(max_f64, double), IMPL(max_i32, int32_t), IMPL(max_i64, int64_t)},
     {IMPL(min_f32, float), IMPL(min_f64, double), IMPL(min_i32, int32_t), IMPL(min_i64, int64_t)},
 };
+
+#ifdef HAVE_SUM_F32_AVX512
+static const reduce_impl sum_f32_avx512_impl = {sizeof(double),    sum_f32_avx512_init,
+                                                sum_f32_avx512_run, sum_f32_avx512_cols,
+                                                sum_f32_avx512_merge, sum_f32_store};
+#endif
+
+/* The implementation of reduction `kind` over dtype slot `slot`. */
+static const reduce_impl *impl_of(int kind, int slot)
+{
+#ifdef HAVE_SUM_F32_AVX512
+    if (kind == 0 && slot == 0 && __builtin_cpu_supports("avx512f"))
+        return &sum_f32_avx512_impl;
+#endif
+    return &impls[kind][slot];
+}
 
 /* ---- odometer over a list of (shape, stride) dims ------------------- */
 
@@ -618,7 +641,7 @@ nb_status nb_cpu_reduce(const nb_kernel_call *c)
         if (c->op != NB_OP_SUM && c->op != NB_OP_MEAN && kind == 0)
             st = nb_error(NB_ERR_UNSUPPORTED, "reduce: op %s is not a reduction", name);
         if (st == NB_OK) {
-            p.im = &impls[kind][slot];
+            p.im = impl_of(kind, slot);
             p.x = nb_tensor_data(x);
             p.out = nb_tensor_data(out);
             p.es = nb_dtype_size(x->dtype);
