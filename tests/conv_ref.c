@@ -125,6 +125,17 @@ double *random_vals(int64_t n)
     return v;
 }
 
+float *f32_rounded_copy(double *v, int64_t n)
+{
+    float *f = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    ck_assert_ptr_nonnull(f);
+    for (int64_t i = 0; i < n; i++) {
+        f[i] = (float)v[i];
+        v[i] = f[i];
+    }
+    return f;
+}
+
 /* A parameter of dtype dt holding vals (converted). */
 nb_node *param_vals(nb_graph *g, const char *name, nb_dtype dt, int ndim,
                            const int64_t *shape, const double *vals)

@@ -50,6 +50,9 @@ void ref_transpose(const ccase *c, const geo *r, const double *x, const double *
                    const double *b, double *y, int64_t OH, int64_t OW);
 /* n uniform values in [-1, 1) from rng (caller frees) */
 double *random_vals(int64_t n);
+/* An f32 copy of v (n values, caller frees); v is rounded to the same
+ * values in place, so that an f64 reference sees exactly the f32 inputs. */
+float *f32_rounded_copy(double *v, int64_t n);
 /* A parameter of dtype dt holding vals (converted). */
 nb_node *param_vals(nb_graph *g, const char *name, nb_dtype dt, int ndim, const int64_t *shape,
                     const double *vals);

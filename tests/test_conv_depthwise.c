@@ -59,15 +59,6 @@ static nb_dw geom_of(const ccase *c, int64_t OH, int64_t OW, bool clamp, float l
                    c->a.padding[0], c->a.padding[2], clamp, lo, hi};
 }
 
-static float *to_f32(const double *v, int64_t n)
-{
-    float *f = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    ck_assert_ptr_nonnull(f);
-    for (int64_t i = 0; i < n; i++)
-        f[i] = (float)v[i];
-    return f;
-}
-
 /* y (f32, from kernel `which`: 0 the 3x3 kernel, 1 the general one) against
  * the reference, clamped to [lo, hi] when clamp. */
 static void check_case(const ccase *c, int which, bool clamp, float lo, float hi)
@@ -88,7 +79,8 @@ static void check_case(const ccase *c, int which, bool clamp, float lo, float hi
     for (int64_t i = 0; i < nw; i++)
         aw[i] = fabs(w[i]);
     ref_conv2d(c, &r, ax, aw, NULL, mag, OH, OW);
-    float *xf = to_f32(x, nx), *wf = to_f32(w, nw), *bf = to_f32(b, c->C);
+    float *xf = f32_rounded_copy(x, nx), *wf = f32_rounded_copy(w, nw);
+    float *bf = f32_rounded_copy(b, c->C);
     float *y = malloc((size_t)ny * sizeof(float));
     ck_assert_ptr_nonnull(y);
     nb_dw g = geom_of(c, OH, OW, clamp, lo, hi);
@@ -137,7 +129,8 @@ START_TEST(test_dw3x3_threads)
     int64_t nx = big.N * big.C * big.H * big.W, ny = big.N * big.C * OH * OW;
     nb_rng_init(&rng, 4200 + (uint64_t)_i);
     double *x = random_vals(nx), *w = random_vals(big.C * 9), *b = random_vals(big.C);
-    float *xf = to_f32(x, nx), *wf = to_f32(w, big.C * 9), *bf = to_f32(b, big.C);
+    float *xf = f32_rounded_copy(x, nx), *wf = f32_rounded_copy(w, big.C * 9);
+    float *bf = f32_rounded_copy(b, big.C);
     float *y[3];
     nb_dw g = geom_of(&big, OH, OW, true, 0.0f, 6.0f);
     int saved = nb_get_num_threads();

@@ -70,17 +70,6 @@ typedef struct operands {
     double *xd, *wd, *bd;
 } operands;
 
-static float *to_f32(double *v, int64_t n)
-{
-    float *f = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    ck_assert_ptr_nonnull(f);
-    for (int64_t i = 0; i < n; i++) {
-        f[i] = (float)v[i];
-        v[i] = f[i]; /* the reference sees the rounded values */
-    }
-    return f;
-}
-
 static operands make_operands(const ccase *c, uint64_t seed)
 {
     operands o;
@@ -92,9 +81,9 @@ static operands make_operands(const ccase *c, uint64_t seed)
     o.xd = random_vals(o.nx);
     o.wd = random_vals(o.nw);
     o.bd = c->bias ? random_vals(c->CO) : NULL;
-    o.x = to_f32(o.xd, o.nx);
-    o.w = to_f32(o.wd, o.nw);
-    o.b = c->bias ? to_f32(o.bd, c->CO) : NULL;
+    o.x = f32_rounded_copy(o.xd, o.nx);
+    o.w = f32_rounded_copy(o.wd, o.nw);
+    o.b = c->bias ? f32_rounded_copy(o.bd, c->CO) : NULL;
     return o;
 }
 
