@@ -134,6 +134,12 @@ void nb_plan_free(nb_plan *p)
         pthread_mutex_destroy(&p->caches[i].lock);
     }
     free(p->caches);
+    for (int v = 0; p->fused && v < p->n_values; v++)
+        if (p->fused[v]) {
+            free(p->fused[v]->params);
+            free(p->fused[v]);
+        }
+    free(p->fused);
     free(p->entries);
     free(p->values);
     free(p->value_of_node);
@@ -197,19 +203,23 @@ static nb_status plan_entries(nb_plan *p)
         nb_node *nd = p->values[v].node;
         if (p->values[v].kind != NB_VALUE_ARENA || nd->op == NB_OP_INPUT)
             continue;
-        nb_kernel_fn fn = p->backend->kernels[nd->op];
+        const nb_plan_fused *f = p->fused ? p->fused[v] : NULL;
+        nb_op op = f ? f->op : nd->op;
+        nb_kernel_fn fn = p->backend->kernels[op];
         if (!fn)
             return nb_error(NB_ERR_UNSUPPORTED, "compile: backend '%s' has no kernel for %s (node '%s')",
-                            p->backend->name, nb_op_name(nd->op), nd->name);
+                            p->backend->name, nb_op_name(op), nd->name);
         nb_plan_entry *e = &p->entries[p->n_entries++];
         e->fn = fn;
+        e->op = op;
+        e->params = f ? f->params : nd->params;
         e->value = v;
-        e->n_in = nd->n_in;
-        e->in = malloc(sizeof(int) * (size_t)(nd->n_in ? nd->n_in : 1));
+        e->n_in = f ? f->n_in : nd->n_in;
+        e->in = malloc(sizeof(int) * (size_t)(e->n_in ? e->n_in : 1));
         if (!e->in)
             return nb_error(NB_ERR_ALLOC, "compile: out of memory");
-        for (int k = 0; k < nd->n_in; k++)
-            e->in[k] = p->value_of_node[nd->in[k]->id];
+        for (int k = 0; k < e->n_in; k++)
+            e->in[k] = f ? f->in[k] : p->value_of_node[nd->in[k]->id];
     }
     return NB_OK;
 }
@@ -290,8 +300,7 @@ static void plan_workspace(nb_plan *p)
             if (k < e->n_in)
                 ins[k] = t;
         }
-        nb_node *nd = p->values[e->value].node;
-        nb_kernel_call c = {nd->op, e->n_in, ins, &ts[e->n_in], nd->params, NULL, 0, 0};
+        nb_kernel_call c = {e->op, e->n_in, ins, &ts[e->n_in], e->params, NULL, 0, 0, NULL};
         size_t w = p->backend->workspace_size(&c);
         if (w > p->workspace_bytes)
             p->workspace_bytes = w;
@@ -333,8 +342,10 @@ nb_plan *nb_compile(nb_graph *g, int n_out, nb_node *const *outputs, const nb_ba
         p->n_outputs = n_out;
         for (int i = 0; i < n_out; i++)
             p->outputs[i] = p->value_of_node[outputs[i]->id];
-        st = plan_entries(p);
+        st = nb_plan_fuse(p);
     }
+    if (st == NB_OK)
+        st = plan_entries(p);
     if (st == NB_OK)
         st = plan_memory(p);
     if (st == NB_OK)

@@ -58,6 +58,7 @@ static double flops_det(const nb_node *n)
 #define FLOPS_DROPOUT flops_elementwise
 #define FLOPS_LINALG flops_det
 #define FLOPS_TEXT flops_reduce
+#define FLOPS_FUSED flops_none /* plan entries only, no nodes */
 
 static const nb_op_row rows[NB_OP_COUNT] = {
 #define NB_X(e, nm, kind) [NB_OP_##e] = {nm, NB_KIND_##kind, FLOPS_##kind, NB_OP_##e == NB_OP_RESHAPE},

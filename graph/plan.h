@@ -10,6 +10,7 @@ typedef enum {
     NB_VALUE_ARENA,    /* lives at `offset` in the session's arena */
     NB_VALUE_ALIAS,    /* a reshaped view of value `root` (same bytes) */
     NB_VALUE_EXTERNAL, /* a PARAM or CONST: the graph's stored tensor */
+    NB_VALUE_FUSED,    /* computed inside a fused entry only: no storage */
 } nb_value_kind;
 
 typedef struct nb_plan_value {
@@ -22,10 +23,21 @@ typedef struct nb_plan_value {
 
 typedef struct nb_plan_entry {
     nb_kernel_fn fn;
+    nb_op op;           /* the node's op, or a fused op (graph/fuse.c) */
+    const void *params; /* the node's params, or the fusion's (plan-owned) */
     int value;  /* the value this entry computes */
     int n_in;
     int *in;    /* value indices of its inputs */
 } nb_plan_entry;
+
+/* A fusion found by nb_plan_fuse: the entry of value v runs `op` on these
+ * inputs instead of its node's op. */
+typedef struct nb_plan_fused {
+    nb_op op;
+    int n_in;
+    int in[8];
+    void *params; /* malloc'd, owned by the plan */
+} nb_plan_fused;
 
 struct nb_plan {
     nb_graph *g;
@@ -40,6 +52,15 @@ struct nb_plan {
     int *outputs;       /* value indices */
     size_t arena_bytes, unshared_bytes, workspace_bytes;
     nb_kernel_cache *caches; /* one per entry, shared by the plan's sessions */
+    nb_plan_fused **fused;   /* per value: the fusion it ends, or NULL (all NULL
+                                when nothing was fused) */
+    int n_fused;
 };
+
+/* Find the fusions the backend accepts among the plan's values (after
+ * plan_values, before the entries are made): the fused-away values become
+ * NB_VALUE_FUSED and p->fused says what the last value's entry runs
+ * (graph/fuse.c). */
+nb_status nb_plan_fuse(nb_plan *p);
 
 #endif

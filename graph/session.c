@@ -133,10 +133,9 @@ nb_session *nb_session_new(const nb_plan *p)
     const nb_tensor **ip = s->in_ptrs;
     for (int t = 0; t < p->n_entries; t++) {
         const nb_plan_entry *e = &p->entries[t];
-        nb_node *nd = p->values[e->value].node;
         for (int k = 0; k < e->n_in; k++)
             ip[k] = &s->values[e->in[k]];
-        s->calls[t] = (nb_kernel_call){nd->op, e->n_in, ip, &s->values[e->value], nd->params,
+        s->calls[t] = (nb_kernel_call){e->op, e->n_in, ip, &s->values[e->value], e->params,
                                        s->workspace, p->workspace_bytes, 0, &p->caches[t]};
         ip += e->n_in;
     }
@@ -250,7 +249,7 @@ nb_status nb_session_run(nb_session *s)
             const nb_node *nd = p->values[p->entries[t].value].node;
             char msg[1024];
             snprintf(msg, sizeof(msg), "%s", nb_last_error());
-            return nb_error(st, "run: %s '%s': %s", nb_op_name(nd->op), nd->name, msg);
+            return nb_error(st, "run: %s '%s': %s", nb_op_name(p->entries[t].op), nd->name, msg);
         }
     }
     return NB_OK;
@@ -298,7 +297,8 @@ int nb_session_profile(const nb_session *s, nb_profile_entry *out, int max)
         return 0;
     const nb_plan *p = s->plan;
     for (int t = 0; t < p->n_entries && t < max; t++)
-        out[t] = (nb_profile_entry){p->values[p->entries[t].value].node, s->prof[t], s->prof_runs};
+        out[t] = (nb_profile_entry){p->values[p->entries[t].value].node, p->entries[t].op,
+                                    s->prof[t], s->prof_runs};
     return p->n_entries;
 }
 

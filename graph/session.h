@@ -53,7 +53,9 @@ void nb_session_set_runs(nb_session *s, uint64_t runs);
  * clears the totals. */
 nb_status nb_session_set_profiling(nb_session *s, bool on);
 typedef struct nb_profile_entry {
-    const nb_node *node; /* the node the entry computes (its op, name, shape) */
+    const nb_node *node; /* the node the entry computes (its name, shape) */
+    nb_op op;            /* what the entry runs: the node's op, or a fusion
+                            ending at the node (graph/fuse.c) */
     double seconds;      /* summed over the profiled runs */
     uint64_t runs;
 } nb_profile_entry;

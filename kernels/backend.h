@@ -47,6 +47,10 @@ typedef struct nb_backend {
     nb_kernel_fn kernels[NB_OP_COUNT]; /* NULL: the backend lacks this op */
     /* Scratch bytes a call needs (NULL or 0: none). Asked once at compile time. */
     size_t (*workspace_size)(const nb_kernel_call *call);
+    /* Whether the backend runs this call of a fused op (the FUSED kind of
+     * NB_OP_LIST) well: compile fuses only what it accepts (NULL: nothing).
+     * The call's tensors carry shapes and dtypes but no data. */
+    bool (*fusable)(const nb_kernel_call *call);
 } nb_backend;
 
 /* The CPU backend (OpenBLAS + nabla's threaded loops). */

@@ -42,4 +42,13 @@ bool nb_dw_generic_conv_f32(const nb_dw *g, const float *x, const float *w, cons
 bool nb_dw3x3_supported(const nb_dw *g);
 void nb_dw3x3_conv_f32(const nb_dw *g, const float *x, const float *w, const float *b, float *y);
 
+/* Output rows [o0, o1) of one plane (g->N and g->C unused), single-threaded,
+ * weights w (9) and bias b: for a caller that makes the input band by band
+ * (kernels/conv_block.c). x holds input row i at x + i*W when ring is 0,
+ * else at x + (i % ring)*W (the rows the band reads must be there); y
+ * receives output row i at y + (i - o0)*OW. The same bits as the plane in
+ * nb_dw3x3_conv_f32. Needs nb_dw3x3_supported(g). */
+void nb_dw3x3_band_f32(const nb_dw *g, const float *x, int64_t ring, const float *w, float b,
+                       int64_t o0, int64_t o1, float *y);
+
 #endif

@@ -31,42 +31,50 @@ bool nb_dw3x3_supported(const nb_dw *g)
            __builtin_cpu_supports("avx512f");
 }
 
-/* One (image, channel) plane, for a fixed stride and left padding (the
- * callers pass constants, so each combination compiles to its own loops). */
-INLINE void plane(const nb_dw *g, int stride, int p1, const float *x, const float *wc, float b,
-                  float *y)
+/* Output rows [o0, o1) of one (image, channel) plane, for a fixed stride
+ * and left padding (the callers pass constants, so each combination
+ * compiles to its own loops); x and y as in nb_dw3x3_band_f32. */
+INLINE void band(const nb_dw *g, int stride, int p1, const float *x, int64_t ring,
+                 const float *wc, float b, int64_t o0, int64_t o1, float *y)
 {
     taps3_plane_args a = {.H = g->H, .W = g->W, .OH = g->OH, .OW = g->OW, .ph = g->p0,
-                          .fill = _mm512_setzero_ps(), .init = _mm512_set1_ps(b),
-                          .clamp = g->clamp, .lo = _mm512_set1_ps(g->lo),
-                          .hi = _mm512_set1_ps(g->hi)};
+                          .ring = ring, .y0 = o0, .fill = _mm512_setzero_ps(),
+                          .init = _mm512_set1_ps(b), .clamp = g->clamp,
+                          .lo = _mm512_set1_ps(g->lo), .hi = _mm512_set1_ps(g->hi)};
     for (int t = 0; t < 9; t++)
         a.w[t] = _mm512_set1_ps(wc[t]);
-    taps3_plane(&a, TAPS3_CONV, stride, p1, x, y);
+    taps3_band(&a, TAPS3_CONV, stride, p1, x, o0, o1, y);
 }
 
-static TGT void plane_s1p1(const nb_dw *g, const float *x, const float *w, float b, float *y)
+typedef void band_fn(const nb_dw *, const float *, int64_t, const float *, float, int64_t,
+                     int64_t, float *);
+
+#define BAND_FN(name, stride, p1)                                                             \
+    static TGT void name(const nb_dw *g, const float *x, int64_t ring, const float *w, float b, \
+                         int64_t o0, int64_t o1, float *y)                                    \
+    {                                                                                         \
+        band(g, stride, p1, x, ring, w, b, o0, o1, y);                                        \
+    }
+BAND_FN(band_s1p1, 1, 1)
+BAND_FN(band_s1p0, 1, 0)
+BAND_FN(band_s2p1, 2, 1)
+BAND_FN(band_s2p0, 2, 0)
+
+static band_fn *band_for(const nb_dw *g)
 {
-    plane(g, 1, 1, x, w, b, y);
-}
-static TGT void plane_s1p0(const nb_dw *g, const float *x, const float *w, float b, float *y)
-{
-    plane(g, 1, 0, x, w, b, y);
-}
-static TGT void plane_s2p1(const nb_dw *g, const float *x, const float *w, float b, float *y)
-{
-    plane(g, 2, 1, x, w, b, y);
-}
-static TGT void plane_s2p0(const nb_dw *g, const float *x, const float *w, float b, float *y)
-{
-    plane(g, 2, 0, x, w, b, y);
+    return g->s0 == 1 ? (g->p1 ? band_s1p1 : band_s1p0) : (g->p1 ? band_s2p1 : band_s2p0);
 }
 
-typedef void plane_fn(const nb_dw *, const float *, const float *, float, float *);
+void nb_dw3x3_band_f32(const nb_dw *g, const float *x, int64_t ring, const float *w, float b,
+                       int64_t o0, int64_t o1, float *y)
+{
+    if (o0 >= 0 && o0 < o1 && o1 <= g->OH)
+        band_for(g)(g, x, ring, w, b, o0, o1, y);
+}
 
 typedef struct job {
     const nb_dw *g;
-    plane_fn *fn;
+    band_fn *fn;
     const float *x, *w, *b;
     float *y;
 } job;
@@ -77,7 +85,7 @@ static void run_planes(void *ctx, int64_t p0, int64_t p1)
     const nb_dw *g = j->g;
     for (int64_t pl = p0; pl < p1; pl++) {
         int64_t c = pl % g->C;
-        j->fn(g, j->x + pl * g->H * g->W, j->w + c * 9, j->b ? j->b[c] : 0.0f,
+        j->fn(g, j->x + pl * g->H * g->W, 0, j->w + c * 9, j->b ? j->b[c] : 0.0f, 0, g->OH,
               j->y + pl * g->OH * g->OW);
     }
 }
@@ -87,8 +95,7 @@ void nb_dw3x3_conv_f32(const nb_dw *g, const float *x, const float *w, const flo
     int64_t planes = g->N * g->C;
     if (planes <= 0 || g->OH <= 0 || g->OW <= 0)
         return;
-    job j = {g, g->s0 == 1 ? (g->p1 ? plane_s1p1 : plane_s1p0) : (g->p1 ? plane_s2p1 : plane_s2p0),
-             x, w, b, y};
+    job j = {g, band_for(g), x, w, b, y};
     /* small planes go to the pool in groups of about 4K outputs */
     int64_t per = g->OH * g->OW, grain = per >= 4096 ? 1 : 4096 / per;
     nb_parallel_for(planes, grain, run_planes, &j);
@@ -105,6 +112,12 @@ bool nb_dw3x3_supported(const nb_dw *g)
 void nb_dw3x3_conv_f32(const nb_dw *g, const float *x, const float *w, const float *b, float *y)
 {
     (void)g, (void)x, (void)w, (void)b, (void)y;
+}
+
+void nb_dw3x3_band_f32(const nb_dw *g, const float *x, int64_t ring, const float *w, float b,
+                       int64_t o0, int64_t o1, float *y)
+{
+    (void)g, (void)x, (void)ring, (void)w, (void)b, (void)o0, (void)o1, (void)y;
 }
 
 #endif

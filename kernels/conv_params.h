@@ -29,4 +29,24 @@ typedef struct nb_conv_params {
     float clamp_min, clamp_max;
 } nb_conv_params;
 
+/* CONV_BLOCK: the inverted-residual block of mobile networks (MobileNetV2,
+ * EfficientNet without squeeze-excite) as one kernel call, f32 NCHW. It is
+ * never a graph node: compile fuses the three CONV2Ds (and the ADD) of a
+ * block into one tape entry when nothing else reads their results
+ * (graph/fuse.c), so the expanded tensors live only band by band in cache.
+ *   e = clamp1(b1 + w1 x)                     1x1, stride 1, no padding;
+ *                                             e = x when !expand
+ *   d = clamp2(bd + depthwise3x3(e, wd))      stride, pad_begin {top, left}
+ *                                             0 or 1, zero padding
+ *   y = clamp3(b3 + w3 d) [+ x]               1x1; + x when residual
+ * Inputs in order: x, [w1, [b1]], wd, [bd], w3, [b3]; the has_* flags say
+ * which are there. The output's shape gives the depthwise output size. */
+typedef struct nb_conv_block_params {
+    int expand, has_b1, has_bd, has_b3, residual;
+    int64_t stride;
+    int64_t pad[2];
+    int clamp[3];
+    float lo[3], hi[3];
+} nb_conv_block_params;
+
 #endif

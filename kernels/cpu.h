@@ -23,6 +23,13 @@ nb_status nb_cpu_pool_index(const nb_kernel_call *c); /* MAX_POOL2D_INDEX MAX_UN
 nb_status nb_cpu_roi_align(const nb_kernel_call *c);  /* ROI_ALIGN (kernels/roi_align.c) */
 nb_status nb_cpu_linalg(const nb_kernel_call *c);     /* LINALG: DET (kernels/linalg.c) */
 nb_status nb_cpu_tfidf(const nb_kernel_call *c);      /* TEXT: TFIDF (kernels/tfidf.c) */
+nb_status nb_cpu_conv_block(const nb_kernel_call *c); /* CONV_BLOCK (kernels/conv_block.c) */
+
+/* Whether CONV_BLOCK takes this call (f32, shapes it covers, a CPU with
+ * AVX-512F) and runs it faster than its three convolutions would: asked by
+ * compile before it fuses (nb_backend.fusable). Scratch bytes it needs. */
+bool nb_cpu_conv_block_fusable(const nb_kernel_call *c);
+size_t nb_cpu_conv_block_workspace(const nb_kernel_call *c);
 
 /* Scratch bytes a CONV call needs (im2col and the like), asked at compile time. */
 size_t nb_cpu_conv_workspace(const nb_kernel_call *c);

@@ -19,6 +19,7 @@
 #define KERNEL_DROPOUT nb_cpu_dropout
 #define KERNEL_LINALG nb_cpu_linalg
 #define KERNEL_TEXT nb_cpu_tfidf
+#define KERNEL_FUSED nb_cpu_conv_block
 
 /* MATMUL asks for scratch to copy inputs BLAS cannot read in place, the
  * convolutions for their im2col-style buffers, the norms' affine gradients
@@ -35,6 +36,8 @@ static size_t cpu_workspace_size(const nb_kernel_call *call)
     if (call->op == NB_OP_LAYER_NORM_GRAD_AFFINE || call->op == NB_OP_RMS_NORM_GRAD_AFFINE ||
         call->op == NB_OP_GROUP_NORM_GRAD_AFFINE)
         return nb_cpu_norm_workspace(call);
+    if (call->op == NB_OP_CONV_BLOCK)
+        return nb_cpu_conv_block_workspace(call);
     return 0;
 }
 
@@ -47,6 +50,7 @@ static const nb_backend cpu_backend = {
 #undef NB_X
     },
     .workspace_size = cpu_workspace_size,
+    .fusable = nb_cpu_conv_block_fusable,
 };
 
 const nb_backend *nb_cpu_backend(void)

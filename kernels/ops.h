@@ -114,7 +114,9 @@
     /* linear algebra beyond matmul (kernels/linalg.c) */                       \
     X(DET, "det", LINALG)                 /* (..., n, n) -> (...); no params */    \
     /* text (kernels/tfidf.c) */                                                \
-    X(TFIDF, "tfidf", TEXT)               /* (int tokens); kernels/text_params.h */
+    X(TFIDF, "tfidf", TEXT)               /* (int tokens); kernels/text_params.h */ \
+    /* fusions made by compile, never graph nodes (graph/fuse.c) */            \
+    X(CONV_BLOCK, "conv_block", FUSED)    /* nb_conv_block_params (kernels/conv_params.h) */
 
 typedef enum nb_op {
 #define NB_X(e, name, kind) NB_OP_##e,

@@ -113,6 +113,9 @@ typedef enum { TAPS3_CONV, TAPS3_MAX } taps3_op;
 typedef struct taps3_plane_args {
     int64_t H, W, OH, OW; /* input and output plane */
     int64_t ph;           /* padding before the rows (0 or 1) */
+    int64_t ring;         /* 0: x holds input row i at x + i*W; else it holds
+                             the rows a band needs at x + (i % ring)*W */
+    int64_t y0;           /* y holds output row i at y + (i - y0)*OW */
     __m512 fill;          /* what columns outside the row read */
     __m512 init;          /* the accumulator's start: the bias, or -inf */
     __m512 w[9];          /* TAPS3_CONV: the weights, broadcast */
@@ -145,7 +148,7 @@ TAPS3_INLINE void taps3_rows(const taps3_plane_args *a, taps3_op op, int R, int 
 #pragma GCC unroll 16
     for (int k = 0; k < nin; k++) {
         int64_t ih = i0 * stride - a->ph + k;
-        r[k] = ih >= 0 && ih < a->H ? x + ih * W : NULL;
+        r[k] = ih >= 0 && ih < a->H ? x + (a->ring ? ih % a->ring : ih) * W : NULL;
         taps3_start(&cr[k], r[k], stride, W, a->fill);
     }
     for (int64_t j = 0; j < OW; j += 16) {
@@ -178,24 +181,29 @@ TAPS3_INLINE void taps3_rows(const taps3_plane_args *a, taps3_op op, int R, int 
             __m512 v = acc[o];
             if (op == TAPS3_CONV && a->clamp)
                 v = _mm512_min_ps(a->hi, _mm512_max_ps(a->lo, v));
-            _mm512_mask_storeu_ps(y + (i0 + o) * OW + j, m, v);
+            _mm512_mask_storeu_ps(y + (i0 + o - a->y0) * OW + j, m, v);
         }
     }
 }
 
-/* The whole plane, TAPS3_MAXR rows at a time. */
-TAPS3_INLINE void taps3_plane(const taps3_plane_args *a, taps3_op op, int stride, int p,
-                              const float *x, float *y)
+/* Output rows [i, end), TAPS3_MAXR rows at a time (the whole plane: 0, OH). */
+TAPS3_INLINE void taps3_band(const taps3_plane_args *a, taps3_op op, int stride, int p,
+                             const float *x, int64_t i, int64_t end, float *y)
 {
-    int64_t i = 0;
-    for (; i + TAPS3_MAXR <= a->OH; i += TAPS3_MAXR)
+    for (; i + TAPS3_MAXR <= end; i += TAPS3_MAXR)
         taps3_rows(a, op, TAPS3_MAXR, stride, p, x, i, y);
-    switch (a->OH - i) {
+    switch (end - i) {
     case 3: taps3_rows(a, op, 3, stride, p, x, i, y); break;
     case 2: taps3_rows(a, op, 2, stride, p, x, i, y); break;
     case 1: taps3_rows(a, op, 1, stride, p, x, i, y); break;
     default: break;
     }
+}
+
+TAPS3_INLINE void taps3_plane(const taps3_plane_args *a, taps3_op op, int stride, int p,
+                              const float *x, float *y)
+{
+    taps3_band(a, op, stride, p, x, 0, a->OH, y);
 }
 
 #endif

@@ -172,6 +172,7 @@ START_TEST(session_profile)
         ck_assert_int_eq(nb_session_run(s), NB_OK);
     ck_assert_int_eq(nb_session_profile(s, e, 4), 2);
     ck_assert_int_eq(nb_node_op(e[0].node), NB_OP_MATMUL);
+    ck_assert_int_eq(e[0].op, NB_OP_MATMUL);
     ck_assert_ptr_eq(e[1].node, y);
     for (int i = 0; i < 2; i++) {
         ck_assert(e[i].runs == 3);

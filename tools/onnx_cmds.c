@@ -190,7 +190,7 @@ static int profile_runs(nb_onnx_model *m, int n_in, const nb_tensor *in, long ru
     int n_ops = 0;
     double total = 0;
     for (int i = 0; i < n; i++) {
-        const char *op = nb_op_name(nb_node_op(e[i].node));
+        const char *op = nb_op_name(e[i].op);
         int k = 0;
         while (k < n_ops && strcmp(ops[k].op, op) != 0)
             k++;
@@ -213,7 +213,7 @@ static int profile_runs(nb_onnx_model *m, int n_in, const nb_tensor *in, long ru
         char shape[96];
         nb_shape_str(nb_node_ndim(e[i].node), nb_node_shape(e[i].node), shape, sizeof shape);
         printf("  %10.3f ms  %-14s %-16s %s\n", 1e3 * e[i].seconds / (double)runs,
-               nb_op_name(nb_node_op(e[i].node)), shape, nb_node_name(e[i].node));
+               nb_op_name(e[i].op), shape, nb_node_name(e[i].node));
     }
     rc = 0;
 done:

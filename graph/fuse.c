@@ -1,0 +1,212 @@
+/* Fusions made at compile time: chains of nodes that one kernel call of the
+ * backend runs better than their separate calls, found among a plan's values
+ * before its tape is made. A fusion needs every intermediate result to be
+ * read only inside the chain (not by another node, not a plan output), so a
+ * graph that trains (whose backward pass reads the forward's results) keeps
+ * its nodes; and the backend must accept the call (nb_backend.fusable).
+ * NABLA_FUSE_BLOCKS=0 in the environment turns the CPU's off.
+ *
+ * CONV_BLOCK (kernels/conv_params.h), the inverted-residual block of mobile
+ * networks:
+ *
+ *     x -> CONV2D 1x1 (expand; optional) -> CONV2D depthwise 3x3
+ *       -> CONV2D 1x1 (project) [-> ADD with x]
+ *
+ * with each conv's fused clamp (ReLU6) kept. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph/plan.h"
+#include "kernels/conv_params.h"
+
+/* How many entries would read each value (views count as readers of their
+ * source; plan outputs count twice so that they are never fused away). */
+static int *count_readers(const nb_plan *p)
+{
+    int *readers = calloc((size_t)p->n_values + 1, sizeof(int));
+    if (!readers)
+        return NULL;
+    for (int v = 0; v < p->n_values; v++) {
+        const nb_node *nd = p->values[v].node;
+        if (p->values[v].kind == NB_VALUE_EXTERNAL || nd->op == NB_OP_INPUT)
+            continue;
+        for (int k = 0; k < nd->n_in; k++)
+            readers[p->value_of_node[nd->in[k]->id]]++;
+    }
+    for (int i = 0; i < p->n_outputs; i++)
+        readers[p->outputs[i]] += 2;
+    return readers;
+}
+
+static bool same_shape(const nb_node *a, const nb_node *b)
+{
+    return a->ndim == b->ndim && memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim) == 0;
+}
+
+/* An f32 CONV2D computed by the plan whose result only `readers` == 1 entry
+ * reads (when `inner`), with params. */
+static const nb_conv_params *conv_of(const nb_plan *p, const int *readers, const nb_node *n,
+                                     bool inner)
+{
+    if (!n || n->op != NB_OP_CONV2D || n->dtype != NB_F32 || n->ndim != 4 || !n->params)
+        return NULL;
+    int v = p->value_of_node[n->id];
+    if (v < 0 || p->values[v].kind != NB_VALUE_ARENA || (inner && readers[v] != 1))
+        return NULL;
+    return n->params;
+}
+
+/* A 1x1 convolution: stride 1, no padding, one group. */
+static bool pointwise(const nb_node *n, const nb_conv_params *q)
+{
+    const nb_node *w = n->in[1];
+    return q->groups == 1 && w->ndim == 4 && w->shape[2] == 1 && w->shape[3] == 1 &&
+           q->stride[0] == 1 && q->stride[1] == 1 && q->pad_begin[0] == 0 &&
+           q->pad_begin[1] == 0 && q->pad_end[0] == 0 && q->pad_end[1] == 0 &&
+           q->dilation[0] == 1 && q->dilation[1] == 1;
+}
+
+/* A 3x3 depthwise convolution with one stride, padding 0/1 before. */
+static bool depthwise3x3(const nb_node *n, const nb_conv_params *q)
+{
+    const nb_node *w = n->in[1];
+    int64_t c = n->in[0]->shape[1];
+    return q->groups == c && n->shape[1] == c && w->ndim == 4 && w->shape[0] == c &&
+           w->shape[1] == 1 && w->shape[2] == 3 && w->shape[3] == 3 && q->stride[0] == q->stride[1] &&
+           q->dilation[0] == 1 && q->dilation[1] == 1 && q->pad_begin[0] >= 0 &&
+           q->pad_begin[0] <= 1 && q->pad_begin[1] >= 0 && q->pad_begin[1] <= 1;
+}
+
+static void take_clamp(nb_conv_block_params *bp, int i, const nb_conv_params *q)
+{
+    bp->clamp[i] = q->clamp != 0;
+    bp->lo[i] = q->clamp_min;
+    bp->hi[i] = q->clamp_max;
+}
+
+/* The CONV_BLOCK ending at value v (an ADD or the projecting CONV2D), or
+ * false; its inputs and params, and the values it swallows, in f. */
+static bool match_block(const nb_plan *p, const int *readers, int v, nb_plan_fused *f,
+                        nb_conv_block_params *bp, int *gone, int *n_gone)
+{
+    const nb_node *top = p->values[v].node, *proj = top, *res = NULL;
+    memset(bp, 0, sizeof *bp);
+    *n_gone = 0;
+    if (top->op == NB_OP_ADD) {
+        if (top->n_in != 2 || top->dtype != NB_F32)
+            return false;
+        for (int side = 0; side < 2 && !res; side++)
+            if (conv_of(p, readers, top->in[side], true) && same_shape(top->in[side], top) &&
+                same_shape(top->in[1 - side], top)) {
+                proj = top->in[side];
+                res = top->in[1 - side];
+            }
+        if (!res)
+            return false;
+        gone[(*n_gone)++] = p->value_of_node[proj->id];
+    }
+    const nb_conv_params *q3 = conv_of(p, readers, proj, false);
+    if (!q3 || !pointwise(proj, q3))
+        return false;
+    const nb_node *dw = proj->in[0];
+    const nb_conv_params *q2 = conv_of(p, readers, dw, true);
+    if (!q2 || !depthwise3x3(dw, q2))
+        return false;
+    gone[(*n_gone)++] = p->value_of_node[dw->id];
+    const nb_node *ex = dw->in[0], *x = ex;
+    const nb_conv_params *q1 = conv_of(p, readers, ex, true);
+    if (q1 && pointwise(ex, q1)) {
+        x = ex->in[0];
+        gone[(*n_gone)++] = p->value_of_node[ex->id];
+        bp->expand = 1;
+    } else {
+        q1 = NULL;
+    }
+    if (x->dtype != NB_F32 || x->ndim != 4 || (res && res != x))
+        return false;
+    bp->residual = res != NULL;
+    bp->stride = q2->stride[0];
+    bp->pad[0] = q2->pad_begin[0];
+    bp->pad[1] = q2->pad_begin[1];
+    int n = 0;
+    f->in[n++] = p->value_of_node[x->id];
+    if (q1) {
+        take_clamp(bp, 0, q1);
+        f->in[n++] = p->value_of_node[ex->in[1]->id];
+        if ((bp->has_b1 = ex->n_in == 3))
+            f->in[n++] = p->value_of_node[ex->in[2]->id];
+    }
+    take_clamp(bp, 1, q2);
+    f->in[n++] = p->value_of_node[dw->in[1]->id];
+    if ((bp->has_bd = dw->n_in == 3))
+        f->in[n++] = p->value_of_node[dw->in[2]->id];
+    take_clamp(bp, 2, q3);
+    f->in[n++] = p->value_of_node[proj->in[1]->id];
+    if ((bp->has_b3 = proj->n_in == 3))
+        f->in[n++] = p->value_of_node[proj->in[2]->id];
+    f->n_in = n;
+    f->op = NB_OP_CONV_BLOCK;
+    return true;
+}
+
+/* Whether the backend accepts the fused call (shapes and dtypes only). */
+static bool backend_takes(const nb_plan *p, const nb_plan_fused *f, int v, const void *params)
+{
+    if (!p->backend->fusable || !p->backend->kernels[f->op])
+        return false;
+    nb_tensor ts[9];
+    const nb_tensor *ins[8];
+    for (int k = 0; k <= f->n_in; k++) {
+        const nb_node *nd = p->values[k < f->n_in ? f->in[k] : v].node;
+        memset(&ts[k], 0, sizeof ts[k]);
+        ts[k].dtype = nd->dtype;
+        ts[k].ndim = nd->ndim;
+        memcpy(ts[k].shape, nd->shape, sizeof ts[k].shape);
+        nb_shape_strides(nd->ndim, nd->shape, ts[k].strides);
+        if (k < f->n_in)
+            ins[k] = &ts[k];
+    }
+    nb_kernel_call c = {f->op, f->n_in, ins, &ts[f->n_in], params, NULL, 0, 0, NULL};
+    return p->backend->fusable(&c);
+}
+
+nb_status nb_plan_fuse(nb_plan *p)
+{
+    if (!p->backend->fusable)
+        return NB_OK;
+    int *readers = count_readers(p);
+    p->fused = calloc((size_t)p->n_values + 1, sizeof(nb_plan_fused *));
+    if (!readers || !p->fused) {
+        free(readers);
+        return nb_error(NB_ERR_ALLOC, "compile: out of memory");
+    }
+    /* from the last value back, so that a block takes its residual ADD
+     * before its projection could be taken alone */
+    for (int v = p->n_values - 1; v >= 0; v--) {
+        const nb_node *nd = p->values[v].node;
+        if (p->values[v].kind != NB_VALUE_ARENA || (nd->op != NB_OP_ADD && nd->op != NB_OP_CONV2D))
+            continue;
+        nb_plan_fused f = {0};
+        nb_conv_block_params bp;
+        int gone[3], n_gone;
+        if (!match_block(p, readers, v, &f, &bp, gone, &n_gone) || !backend_takes(p, &f, v, &bp))
+            continue;
+        nb_plan_fused *keep = malloc(sizeof *keep);
+        void *params = malloc(sizeof bp);
+        if (!keep || !params) {
+            free(keep);
+            free(params);
+            free(readers);
+            return nb_error(NB_ERR_ALLOC, "compile: out of memory");
+        }
+        memcpy(params, &bp, sizeof bp);
+        *keep = f;
+        keep->params = params;
+        p->fused[v] = keep;
+        p->n_fused++;
+        for (int i = 0; i < n_gone; i++)
+            p->values[gone[i]].kind = NB_VALUE_FUSED;
+    }
+    free(readers);
+    return NB_OK;
+}
