@@ -12,6 +12,8 @@
  *     x -> CONV2D 1x1 (expand; optional) -> CONV2D depthwise 3x3
  *       -> CONV2D 1x1 (project) [-> ADD with x]
  *
+ * where the expand may also be a conv of few input channels (the network's
+ * first layer, before its first block, which has no expand of its own);
  * with each conv's fused clamp (ReLU6) kept. */
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +68,14 @@ static bool pointwise(const nb_node *n, const nb_conv_params *q)
            q->dilation[0] == 1 && q->dilation[1] == 1;
 }
 
+/* A convolution of few input channels that the backend may run row by row
+ * (a network's first layer): one group, no dilation. */
+static bool few_channels(const nb_node *n, const nb_conv_params *q)
+{
+    return q->groups == 1 && n->in[0]->shape[1] <= 4 && q->dilation[0] == 1 &&
+           q->dilation[1] == 1 && n->in[1]->ndim == 4;
+}
+
 /* A 3x3 depthwise convolution with one stride, padding 0/1 before. */
 static bool depthwise3x3(const nb_node *n, const nb_conv_params *q)
 {
@@ -86,8 +96,8 @@ static void take_clamp(nb_conv_block_params *bp, int i, const nb_conv_params *q)
 
 /* The CONV_BLOCK ending at value v (an ADD or the projecting CONV2D), or
  * false; its inputs and params, and the values it swallows, in f. */
-static bool match_block(const nb_plan *p, const int *readers, int v, nb_plan_fused *f,
-                        nb_conv_block_params *bp, int *gone, int *n_gone)
+static bool match_block(const nb_plan *p, const int *readers, int v, bool direct,
+                        nb_plan_fused *f, nb_conv_block_params *bp, int *gone, int *n_gone)
 {
     const nb_node *top = p->values[v].node, *proj = top, *res = NULL;
     memset(bp, 0, sizeof *bp);
@@ -115,10 +125,16 @@ static bool match_block(const nb_plan *p, const int *readers, int v, nb_plan_fus
     gone[(*n_gone)++] = p->value_of_node[dw->id];
     const nb_node *ex = dw->in[0], *x = ex;
     const nb_conv_params *q1 = conv_of(p, readers, ex, true);
-    if (q1 && pointwise(ex, q1)) {
+    if (q1 && (pointwise(ex, q1) || (direct && few_channels(ex, q1)))) {
         x = ex->in[0];
         gone[(*n_gone)++] = p->value_of_node[ex->id];
-        bp->expand = 1;
+        bp->expand = pointwise(ex, q1) ? 1 : 2;
+        for (int i = 0; i < 2; i++) {
+            bp->ek[i] = ex->in[1]->shape[2 + i];
+            bp->es[i] = q1->stride[i];
+            bp->ep[i] = q1->pad_begin[i];
+            bp->eout[i] = ex->shape[2 + i];
+        }
     } else {
         q1 = NULL;
     }
@@ -189,7 +205,11 @@ nb_status nb_plan_fuse(nb_plan *p)
         nb_plan_fused f = {0};
         nb_conv_block_params bp;
         int gone[3], n_gone;
-        if (!match_block(p, readers, v, &f, &bp, gone, &n_gone) || !backend_takes(p, &f, v, &bp))
+        /* a first layer the backend will not take as the expand stays a conv */
+        if (!(match_block(p, readers, v, true, &f, &bp, gone, &n_gone) &&
+              backend_takes(p, &f, v, &bp)) &&
+            !(bp.expand == 2 && match_block(p, readers, v, false, &f, &bp, gone, &n_gone) &&
+              backend_takes(p, &f, v, &bp)))
             continue;
         nb_plan_fused *keep = malloc(sizeof *keep);
         void *params = malloc(sizeof bp);

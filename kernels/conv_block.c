@@ -12,6 +12,11 @@
  * d, and the projection writes R rows of y (then adds x's rows when
  * residual). e's ring and d's band are sized to stay in the L2 cache.
  *
+ * A network's first conv (3 input channels, 3x3 stride 2: MobileNetV2's
+ * stem, whose 32-channel 112x112 output is 1.6 MB an image) can be the
+ * expand stage too: its rows then come from the direct kernel of
+ * kernels/conv_direct.c instead of the GEMM.
+ *
  * Work items are (image, segment of output rows); segments exist so that a
  * batch smaller than the thread count still keeps every thread busy, at the
  * price of expanding the rows where two segments meet twice. Each item runs
@@ -28,6 +33,7 @@
 #include <string.h>
 
 #include "kernels/conv_depthwise.h"
+#include "kernels/conv_direct.h"
 #include "kernels/conv_params.h"
 #include "kernels/cpu.h"
 #include "kernels/sgemm_avx512.h"
@@ -39,7 +45,10 @@
 
 typedef struct blk {
     const nb_conv_block_params *p;
-    int64_t N, C, H, W, CE, CO, OH, OW, s;
+    int64_t N, C, H, W, CE, CO, OH, OW, s; /* H, W: e's (the depthwise input's) */
+    int64_t XH, XW;      /* x's height and width (H, W but with a direct expand) */
+    nb_dconv dc;         /* the direct expand (expand == 2) */
+    float *wp;           /* its packed weights (in the workspace) */
     const float *x, *w1, *b1, *wd, *bd, *w3, *b3;
     float *y;
     nb_dw dw;            /* the depthwise geometry, for the band calls */
@@ -81,13 +90,26 @@ static bool read_call(const nb_kernel_call *c, blk *b)
     const nb_tensor *y = c->out;
     if (x->ndim != 4 || y->ndim != 4 || wd->ndim != 4 || w3->ndim != 4 || (w1 && w1->ndim != 4))
         return false;
+    if (p->expand < 0 || p->expand > 2)
+        return false;
     b->p = p;
-    b->N = x->shape[0], b->C = x->shape[1], b->H = x->shape[2], b->W = x->shape[3];
+    b->N = x->shape[0], b->C = x->shape[1], b->XH = x->shape[2], b->XW = x->shape[3];
+    b->H = p->expand == 2 ? p->eout[0] : b->XH;
+    b->W = p->expand == 2 ? p->eout[1] : b->XW;
     b->CE = w1 ? w1->shape[0] : b->C;
     b->CO = w3->shape[0];
     b->OH = y->shape[2], b->OW = y->shape[3], b->s = p->stride;
-    if (w1 && (w1->shape[1] != b->C || w1->shape[2] != 1 || w1->shape[3] != 1))
+    if (p->expand == 1 && (w1->shape[1] != b->C || w1->shape[2] != 1 || w1->shape[3] != 1))
         return false;
+    if (p->expand == 2) {
+        b->dc = (nb_dconv){.N = 1, .C = b->C, .H = b->XH, .W = b->XW, .CO = b->CE, .OH = b->H,
+                           .OW = b->W, .KH = p->ek[0], .KW = p->ek[1], .s0 = p->es[0],
+                           .s1 = p->es[1], .p0 = p->ep[0], .p1 = p->ep[1],
+                           .clamp = p->clamp[0] != 0, .lo = p->lo[0], .hi = p->hi[0]};
+        if (w1->shape[1] != b->C || w1->shape[2] != p->ek[0] || w1->shape[3] != p->ek[1] ||
+            !nb_dconv_supported(&b->dc))
+            return false;
+    }
     if (wd->shape[0] != b->CE || wd->shape[1] != 1 || wd->shape[2] != 3 || wd->shape[3] != 3)
         return false;
     if (w3->shape[1] != b->CE || w3->shape[2] != 1 || w3->shape[3] != 1)
@@ -96,12 +118,12 @@ static bool read_call(const nb_kernel_call *c, blk *b)
         (b3 && nb_tensor_numel(b3) != b->CO))
         return false;
     if (y->shape[0] != b->N || y->shape[1] != b->CO || b->N < 1 || b->C < 1 || b->CE < 1 ||
-        b->CO < 1 || b->OH < 1 || b->OW < 1)
+        b->CO < 1 || b->OH < 1 || b->OW < 1 || b->H < 1 || b->W < 1)
         return false;
     if ((b->s != 1 && b->s != 2) || p->pad[0] < 0 || p->pad[0] > 1 || p->pad[1] < 0 ||
         p->pad[1] > 1)
         return false;
-    if (p->residual && (b->s != 1 || b->CO != b->C || b->OH != b->H || b->OW != b->W))
+    if (p->residual && (b->CO != b->C || b->OH != b->XH || b->OW != b->XW))
         return false;
     b->dw = (nb_dw){.N = 1, .C = 1, .H = b->H, .W = b->W, .OH = b->OH, .OW = b->OW, .KH = 3,
                     .KW = 3, .s0 = b->s, .s1 = b->s, .d0 = 1, .d1 = 1, .p0 = p->pad[0],
@@ -142,13 +164,18 @@ static void segment(const blk *b, int64_t n, int64_t oa, int64_t ob, float *e, f
 {
     const nb_conv_block_params *p = b->p;
     const int64_t H = b->H, W = b->W, OW = b->OW, s = b->s, R = b->R, ring = b->ring;
-    const float *x = b->x + n * b->C * H * W;
+    const float *x = b->x + n * b->C * b->XH * b->XW;
     float *y = b->y + n * b->CO * b->OH * OW;
     int64_t done = 0; /* e holds the rows up to here (this segment's) */
     for (int64_t o = oa; o < ob; o += R) {
         int64_t r = min64(R, ob - o);
         int64_t lo = max64(0, o * s - p->pad[0]), hi = min64(H, (o + r - 1) * s - p->pad[0] + 3);
-        if (p->expand) {
+        if (p->expand == 2) {
+            int64_t from = o == oa ? lo : max64(lo, done);
+            if (from < hi)
+                nb_dconv_rows_f32(&b->dc, x, b->wp, b->b1, from, hi, e, ring * W, ring);
+            done = hi;
+        } else if (p->expand) {
             for (int64_t i = o == oa ? lo : max64(lo, done); i < hi;) {
                 int64_t slot = i % ring, cnt = min64(hi - i, ring - slot);
                 nb_sgemm_avx512_part(b->CE, cnt * W, b->C, b->w1, b->C, x + i * W, H * W,
@@ -167,7 +194,7 @@ static void segment(const blk *b, int64_t n, int64_t oa, int64_t ob, float *e, f
         if (p->residual) /* y + x, as the ADD it replaces */
             for (int64_t c = 0; c < b->CO; c++) {
                 float *yc = yo + c * b->OH * OW;
-                const float *xc = x + c * H * W + o * OW;
+                const float *xc = x + c * b->XH * b->XW + o * OW;
                 for (int64_t j = 0; j < r * OW; j++)
                     yc[j] = yc[j] + xc[j];
             }
@@ -210,13 +237,19 @@ static void run_items(void *ctx, int64_t i0, int64_t i1)
     free(own);
 }
 
+/* Bytes of the direct expand's packed weights (a multiple of 64). */
+static size_t packed_bytes(const blk *b)
+{
+    return b->p->expand == 2 ? (nb_dconv_workspace(&b->dc) + 63) / 64 * 64 : 0;
+}
+
 size_t nb_cpu_conv_block_workspace(const nb_kernel_call *c)
 {
     blk b;
     if (!read_call(c, &b))
         return 0;
     plan_bands(&b, nb_get_num_threads());
-    return (size_t)b.nslots * b.slot_floats * sizeof(float) + 64;
+    return (size_t)b.nslots * b.slot_floats * sizeof(float) + packed_bytes(&b) + 64;
 }
 
 bool nb_cpu_conv_block_fusable(const nb_kernel_call *c)
@@ -247,18 +280,23 @@ nb_status nb_cpu_conv_block(const nb_kernel_call *c)
         return nb_error(NB_ERR_ARG, "conv_block: a call it does not cover (shapes, dtypes or "
                                     "inputs), or a CPU without AVX-512F");
     plan_bands(&b, nb_get_num_threads());
-    size_t need = (size_t)b.nslots * b.slot_floats * sizeof(float);
+    size_t slots = (size_t)b.nslots * b.slot_floats * sizeof(float), packed = packed_bytes(&b);
     char *ws = c->workspace;
     float *mine = NULL;
-    if (ws && c->workspace_size >= need + 64) {
+    if (ws && c->workspace_size >= slots + packed + 64) {
         b.ws = (float *)(ws + (64 - (uintptr_t)ws % 64) % 64);
     } else {
         b.nslots = 1;
-        mine = aligned_alloc(64, b.slot_floats * sizeof(float));
+        slots = b.slot_floats * sizeof(float);
+        mine = aligned_alloc(64, slots + packed);
         if (!mine)
             return nb_error(NB_ERR_ALLOC, "conv_block: out of memory for %zu bytes of scratch",
-                            b.slot_floats * sizeof(float));
+                            slots + packed);
         b.ws = mine;
+    }
+    if (packed) {
+        b.wp = (float *)((char *)b.ws + slots);
+        nb_dconv_pack(&b.dc, b.w1, b.wp);
     }
     atomic_init(&b.busy, 0);
     atomic_init(&b.failed, 0);

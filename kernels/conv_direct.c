@@ -232,6 +232,8 @@ typedef struct job {
     const float *x, *wp, *b; /* wp: the packed weights */
     float *y;
     int64_t cop;             /* floats from one tap's weights to the next (CO) */
+    int64_t ys;              /* floats from one output channel to the next */
+    int64_t ring;            /* 0: output row i at row i; else at row i % ring */
 } job;
 
 /* Output rows [begin, end) of the N * OH rows, each (image, row), in
@@ -243,7 +245,7 @@ static TGT void rows(void *ctx, int64_t begin, int64_t end)
 {
     const job *J = ctx;
     const nb_dconv *g = J->g;
-    const int64_t ys = g->OH * g->OW, s1 = g->s1;
+    const int64_t ys = J->ys, s1 = g->s1;
     _Alignas(64) float ph[MAXR * 2 * LMAX];
     int64_t held[MAXR]; /* the (image, input row) each slot holds, or -1 */
     const float *tp[MAXT];
@@ -272,7 +274,7 @@ static TGT void rows(void *ctx, int64_t begin, int64_t end)
                     for (int64_t q = 0; q < g->KW; q++)
                         tp[nt++] = rp + (q % s1) * L + q / s1;
                 }
-            float *yrow = J->y + (n * g->CO * g->OH + i) * g->OW + j0;
+            float *yrow = J->y + n * g->CO * ys + (J->ring ? i % J->ring : i) * g->OW + j0;
             for (int64_t jj = 0; jj < cw; jj += VW) {
                 int nvec = cw - jj > 16 ? 2 : 1;
                 __mmask16 m0 = nb_lanes16(cw - jj), m1 = nb_lanes16(cw - jj - 16);
@@ -296,6 +298,24 @@ size_t nb_dconv_workspace(const nb_dconv *g)
     return (size_t)(g->CO * g->C * g->KH * g->KW) * sizeof(float);
 }
 
+void nb_dconv_pack(const nb_dconv *g, const float *w, float *wp)
+{
+    /* wp[t*CO + o] = w[o*T + t]: a tap's weights side by side */
+    const int64_t T = g->C * g->KH * g->KW;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t o = 0; o < g->CO; o++)
+            wp[t * g->CO + o] = w[o * T + t];
+}
+
+void nb_dconv_rows_f32(const nb_dconv *g, const float *x, const float *wp, const float *b,
+                       int64_t i0, int64_t i1, float *y, int64_t ys, int64_t ring)
+{
+    if (!shape_ok(g) || !cpu_ok() || i0 < 0 || i1 > g->OH || i0 >= i1)
+        return;
+    job J = {g, x, wp, b, y, g->CO, ys, ring};
+    rows(&J, i0, i1);
+}
+
 bool nb_dconv_f32(const nb_dconv *g, const float *x, const float *w, const float *b, float *y,
                   void *ws, size_t ws_size)
 {
@@ -306,11 +326,8 @@ bool nb_dconv_f32(const nb_dconv *g, const float *x, const float *w, const float
     float *wp = ws && ws_size >= need ? ws : NULL, *own = NULL;
     if (!wp && !(wp = own = malloc(need)))
         return false;
-    /* wp[t*CO + o] = w[o*T + t]: a tap's weights side by side */
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t o = 0; o < g->CO; o++)
-            wp[t * cop + o] = w[o * T + t];
-    job J = {g, x, wp, b, y, cop};
+    nb_dconv_pack(g, w, wp);
+    job J = {g, x, wp, b, y, cop, g->OH * g->OW, 0};
     /* about 64K multiply-adds a chunk at the least */
     double per_row = (double)g->CO * (double)g->OW * (double)T;
     int64_t grain = per_row >= 65536 ? 1 : (int64_t)(65536 / per_row);
@@ -339,6 +356,17 @@ bool nb_dconv_f32(const nb_dconv *g, const float *x, const float *w, const float
 {
     (void)g, (void)x, (void)w, (void)b, (void)y, (void)ws, (void)ws_size;
     return true;
+}
+
+void nb_dconv_pack(const nb_dconv *g, const float *w, float *wp)
+{
+    (void)g, (void)w, (void)wp;
+}
+
+void nb_dconv_rows_f32(const nb_dconv *g, const float *x, const float *wp, const float *b,
+                       int64_t i0, int64_t i1, float *y, int64_t ys, int64_t ring)
+{
+    (void)g, (void)x, (void)wp, (void)b, (void)i0, (void)i1, (void)y, (void)ys, (void)ring;
 }
 
 #endif

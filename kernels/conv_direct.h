@@ -55,4 +55,14 @@ size_t nb_dconv_workspace(const nb_dconv *g);
 bool nb_dconv_f32(const nb_dconv *g, const float *x, const float *w, const float *b, float *y,
                   void *ws, size_t ws_size);
 
+/* For a caller that makes the output band by band (kernels/conv_block.c):
+ * the weights repacked as nb_dconv_f32 uses them (wp: nb_dconv_workspace(g)
+ * bytes), then output rows [i0, i1) of one image (x points at it; g->N is
+ * not used), single-threaded, with the same bits as nb_dconv_f32. Output
+ * channel o's row i goes to y + o*ys + (ring ? i % ring : i)*OW. Does
+ * nothing for a g outside the limits or a CPU without AVX-512F. */
+void nb_dconv_pack(const nb_dconv *g, const float *w, float *wp);
+void nb_dconv_rows_f32(const nb_dconv *g, const float *x, const float *wp, const float *b,
+                       int64_t i0, int64_t i1, float *y, int64_t ys, int64_t ring);
+
 #endif

@@ -34,8 +34,11 @@ typedef struct nb_conv_params {
  * never a graph node: compile fuses the three CONV2Ds (and the ADD) of a
  * block into one tape entry when nothing else reads their results
  * (graph/fuse.c), so the expanded tensors live only band by band in cache.
- *   e = clamp1(b1 + w1 x)                     1x1, stride 1, no padding;
- *                                             e = x when !expand
+ *   e = clamp1(b1 + conv(x, w1))      expand == 1: 1x1, stride 1, no padding;
+ *                                     expand == 2: a conv of few input
+ *                                     channels (a network's first layer:
+ *                                     kernel ek, stride es, pad_begin ep,
+ *                                     output eout); expand == 0: e = x
  *   d = clamp2(bd + depthwise3x3(e, wd))      stride, pad_begin {top, left}
  *                                             0 or 1, zero padding
  *   y = clamp3(b3 + w3 d) [+ x]               1x1; + x when residual
@@ -47,6 +50,7 @@ typedef struct nb_conv_block_params {
     int64_t pad[2];
     int clamp[3];
     float lo[3], hi[3];
+    int64_t ek[2], es[2], ep[2], eout[2]; /* expand == 2 */
 } nb_conv_block_params;
 
 #endif

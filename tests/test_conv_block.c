@@ -8,7 +8,8 @@
  * fusion). The two outputs must agree bit for bit, both must match the f64
  * reference loops of conv_ref.c, and the fused plan must have one
  * conv_block entry exactly when the shape is one the CPU backend fuses
- * (images of at least 28x28, one work item a thread). The kernel is also
+ * (images of at least 28x28, one work item a thread); the expand may be a
+ * first layer's conv of few input channels. The kernel is also
  * called directly on every case, small shapes included, at 1, 2 and 3
  * threads, with and without scratch, against the unfused output bit for bit.
  * Graphs whose intermediate results are read elsewhere (a gradient) are not
@@ -31,6 +32,7 @@ typedef struct bcase {
     int64_t s, pt, pb, pl, pr;  /* the depthwise stride and padding */
     bool residual, bias, clamp;
     bool fused; /* what compile should do at 2 threads */
+    int64_t ek, es, ep; /* a KxK expand of stride es, padding ep (0: 1x1) */
 } bcase;
 
 static const bcase cases[] = {
@@ -44,6 +46,9 @@ static const bcase cases[] = {
     {"33x29 p0", 1, 5, 29, 33, 20, 7, 1, 0, 0, 0, 0, false, false, false, true},
     {"31x45 s2 top0", 2, 3, 45, 31, 17, 5, 2, 0, 1, 1, 1, false, true, true, true},
     {"40x21 s2 left0", 1, 4, 40, 21, 12, 4, 2, 1, 1, 0, 1, false, true, false, true},
+    /* a first layer (few input channels) as the expand */
+    {"stem 3x3 s2", 2, 3, 64, 64, 16, 8, 1, 1, 1, 1, 1, false, true, true, true, 3, 2, 1},
+    {"stem 5x5 odd", 1, 2, 61, 70, 12, 5, 2, 1, 1, 1, 1, false, true, true, true, 5, 1, 2},
     /* too small to fuse: the kernel is still called directly */
     {"14 residual", 1, 16, 14, 14, 96, 16, 1, 1, 1, 1, 1, true, true, true, false},
     {"7x7 b4", 4, 8, 7, 7, 48, 8, 1, 1, 1, 1, 1, true, true, true, false},
@@ -54,7 +59,7 @@ static const bcase cases[] = {
 typedef struct built {
     nb_graph *g;
     nb_node *out, *dw;
-    int64_t OH, OW;
+    int64_t OH, OW, EH, EW; /* the depthwise output and input */
     double *x, *w1, *b1, *wd, *bd, *w3, *b3;
     float *fx, *fw1, *fb1, *fwd, *fbd, *fw3, *fb3;
 } built;
@@ -79,9 +84,19 @@ static void build(const bcase *c, built *b)
     nb_node *x = param_f(g, "x", 4, (int64_t[]){c->N, c->C, c->H, c->W}, &b->x, &b->fx), *e = x;
     nb_conv_args one = {{1, 1}, {0, 0, 0, 0}, {1, 1}, {0, 0}, 1, c->clamp, 0.0f, 6.0f};
     if (c->CE) {
-        nb_node *w1 = param_f(g, "w1", 4, (int64_t[]){CE, c->C, 1, 1}, &b->w1, &b->fw1);
+        int64_t k = c->ek ? c->ek : 1;
+        nb_node *w1 = param_f(g, "w1", 4, (int64_t[]){CE, c->C, k, k}, &b->w1, &b->fw1);
         nb_node *b1 = c->bias ? param_f(g, "b1", 1, &CE, &b->b1, &b->fb1) : NULL;
-        e = nb_conv2d(g, x, w1, b1, &one);
+        nb_conv_args ea = one;
+        if (c->ek)
+            ea = (nb_conv_args){{c->es, c->es}, {c->ep, c->ep, c->ep, c->ep}, {1, 1}, {0, 0}, 1,
+                                c->clamp, 0.0f, 6.0f};
+        e = nb_conv2d(g, x, w1, b1, &ea);
+        b->EH = nb_node_shape(e)[2];
+        b->EW = nb_node_shape(e)[3];
+    } else {
+        b->EH = c->H;
+        b->EW = c->W;
     }
     nb_conv_args dwa = {{c->s, c->s}, {c->pt, c->pb, c->pl, c->pr}, {1, 1}, {0, 0}, CE,
                         c->clamp, -1.0f, 0.5f};
@@ -120,17 +135,20 @@ static void clamp_all(double *v, int64_t n, double lo, double hi)
 /* The block in f64 through conv_ref.c's loops. */
 static double *reference(const bcase *c, const built *b)
 {
-    int64_t CE = c->CE ? c->CE : c->C, HW = c->H * c->W, OHW = b->OH * b->OW;
+    int64_t CE = c->CE ? c->CE : c->C, HW = b->EH * b->EW, OHW = b->OH * b->OW;
     double *e = b->x;
     if (c->CE) {
-        ccase k = {"expand", c->N, c->C, c->H, c->W, CE, 1, 1, PLAIN, c->bias};
+        int64_t kk = c->ek ? c->ek : 1;
+        ccase k = {"expand", c->N, c->C, c->H, c->W, CE, kk, kk, PLAIN, c->bias};
+        if (c->ek)
+            k.a = (nb_conv_args)ARGS(c->es, c->es, c->ep, c->ep, c->ep, c->ep, 1, 1, 0, 0, 1);
         geo r = geo_of(&k.a);
         e = malloc(sizeof(double) * (size_t)(c->N * CE * HW));
-        ref_conv2d(&k, &r, b->x, b->w1, b->b1, e, c->H, c->W);
+        ref_conv2d(&k, &r, b->x, b->w1, b->b1, e, b->EH, b->EW);
         if (c->clamp)
             clamp_all(e, c->N * CE * HW, 0.0, 6.0);
     }
-    ccase k2 = {"dw", c->N, CE, c->H, c->W, CE, 3, 3,
+    ccase k2 = {"dw", c->N, CE, b->EH, b->EW, CE, 3, 3,
                 ARGS(c->s, c->s, c->pt, c->pb, c->pl, c->pr, 1, 1, 0, 0, CE), c->bias};
     geo r2 = geo_of(&k2.a);
     double *d = malloc(sizeof(double) * (size_t)(c->N * CE * OHW));
@@ -188,17 +206,20 @@ static void tensor_of(nb_tensor *t, int ndim, const int64_t *shape, const float 
 static nb_status call_kernel(const bcase *c, const built *b, float *y, bool scratch)
 {
     int64_t CE = c->CE ? c->CE : c->C;
-    nb_conv_block_params p = {.expand = c->CE != 0, .has_b1 = c->CE && c->bias,
+    nb_conv_block_params p = {.expand = c->ek ? 2 : c->CE != 0, .has_b1 = c->CE && c->bias,
                               .has_bd = c->bias, .has_b3 = c->bias, .residual = c->residual,
                               .stride = c->s, .pad = {c->pt, c->pl},
                               .clamp = {c->clamp, c->clamp, 0}, .lo = {0.0f, -1.0f, 0.0f},
-                              .hi = {6.0f, 0.5f, 0.0f}};
+                              .hi = {6.0f, 0.5f, 0.0f}, .ek = {c->ek, c->ek},
+                              .es = {c->es, c->es}, .ep = {c->ep, c->ep},
+                              .eout = {b->EH, b->EW}};
     nb_tensor ts[8], out;
     const nb_tensor *in[8];
     int n = 0;
     tensor_of(&ts[n++], 4, (int64_t[]){c->N, c->C, c->H, c->W}, b->fx);
     if (c->CE) {
-        tensor_of(&ts[n++], 4, (int64_t[]){CE, c->C, 1, 1}, b->fw1);
+        int64_t k = c->ek ? c->ek : 1;
+        tensor_of(&ts[n++], 4, (int64_t[]){CE, c->C, k, k}, b->fw1);
         if (c->bias)
             tensor_of(&ts[n++], 1, &CE, b->fb1);
     }
@@ -255,8 +276,9 @@ START_TEST(test_block_case)
     double *want = reference(c, &b), *got = malloc(sizeof(double) * (size_t)n);
     for (int64_t i = 0; i < n; i++)
         got[i] = fused[i];
-    /* f32 sums of up to C + 9 + CE products of values of order 1 */
-    assert_close(c->name, got, want, n, 2e-5 * (double)(c->C + 9 + (c->CE ? c->CE : c->C)));
+    /* f32 sums of up to C k^2 + 9 + CE products of values of order 1 */
+    double terms = (double)(c->C * (c->ek ? c->ek * c->ek : 1) + 9 + (c->CE ? c->CE : c->C));
+    assert_close(c->name, got, want, n, 2e-5 * terms);
     free(want);
     free(got);
     /* the kernel called directly, at 1, 2 and 3 threads, with and without scratch */
