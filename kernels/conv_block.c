@@ -41,7 +41,8 @@
 
 #define L2_BUDGET (448 * 1024) /* bytes of e's ring + d's band per thread */
 #define MAX_SLOTS 32
-#define MIN_PIXELS (28 * 28) /* fuse only images at least this large */
+#define WHOLE_BUDGET (800 * 1024) /* ... or of a whole segment in one band */
+#define MIN_PIXELS (28 * 28) /* smaller images: only as one band */
 
 typedef struct blk {
     const nb_conv_block_params *p;
@@ -150,6 +151,8 @@ static void plan_bands(blk *b, int64_t threads)
     b->segs = (b->OH + b->seg_rows - 1) / b->seg_rows;
     int64_t per_row = 4 * b->CE * ((b->p->expand ? b->s * b->W : 0) + b->OW);
     int64_t R = max64(1, L2_BUDGET / per_row);
+    if (per_row * b->seg_rows <= WHOLE_BUDGET)
+        R = b->seg_rows; /* a whole segment in one band: the GEMMs stay whole */
     if (R >= 8)
         R &= ~(int64_t)3; /* the depthwise kernel makes 4 rows at once */
     b->R = min64(R, b->seg_rows);
@@ -257,13 +260,17 @@ bool nb_cpu_conv_block_fusable(const nb_kernel_call *c)
     blk b;
     if (!read_call(c, &b))
         return false;
-    /* Small images (MobileNetV2's 14x14 and 7x7) gain nothing: a whole
-     * image's e and d fit in the L2 cache beside the weights anyway, and
-     * bands would only shrink the GEMMs (measured: 5-15% slower at batch
-     * 8). And one item a thread at least, else a thread idles. */
+    /* Small images (MobileNetV2's 14x14 and 7x7) only when an image is one
+     * band (its e and d fit in L2 together): cut into bands, their GEMMs
+     * shrink to a few columns (5-15% slower than three convolutions at
+     * batch 8), and at batch 1 a 14-row image has no two segments of 8
+     * rows for two threads. Whole, the block saves its passes through
+     * memory (batch 8: 1-7% on MobileNetV2's 14x14 blocks of 384 channels
+     * and 7x7 ones of 960). And one item a thread at least, else a thread
+     * idles. */
     int64_t threads = nb_get_num_threads();
     plan_bands(&b, threads);
-    if (b.H * b.W < MIN_PIXELS || b.N * b.segs < threads)
+    if ((b.H * b.W < MIN_PIXELS && b.R < b.OH) || b.N * b.segs < threads)
         return false;
     static int enabled = -1;
     if (enabled < 0) {

@@ -8,7 +8,8 @@
  * fusion). The two outputs must agree bit for bit, both must match the f64
  * reference loops of conv_ref.c, and the fused plan must have one
  * conv_block entry exactly when the shape is one the CPU backend fuses
- * (images of at least 28x28, one work item a thread); the expand may be a
+ * (images of at least 28x28, or smaller ones as one band, with one work
+ * item a thread); the expand may be a
  * first layer's conv of few input channels. The kernel is also
  * called directly on every case, small shapes included, at 1, 2 and 3
  * threads, with and without scratch, against the unfused output bit for bit.
@@ -49,11 +50,12 @@ static const bcase cases[] = {
     /* a first layer (few input channels) as the expand */
     {"stem 3x3 s2", 2, 3, 64, 64, 16, 8, 1, 1, 1, 1, 1, false, true, true, true, 3, 2, 1},
     {"stem 5x5 odd", 1, 2, 61, 70, 12, 5, 2, 1, 1, 1, 1, false, true, true, true, 5, 1, 2},
-    /* too small to fuse: the kernel is still called directly */
+    /* small images: fused whole at a batch of one image a thread at least,
+     * not at batch 1 (the kernel is still called directly) */
     {"14 residual", 1, 16, 14, 14, 96, 16, 1, 1, 1, 1, 1, true, true, true, false},
-    {"7x7 b4", 4, 8, 7, 7, 48, 8, 1, 1, 1, 1, 1, true, true, true, false},
+    {"7x7 b4", 4, 8, 7, 7, 48, 8, 1, 1, 1, 1, 1, true, true, true, true},
     {"5x3", 1, 2, 5, 3, 5, 3, 2, 1, 1, 1, 1, false, true, true, false},
-    {"1x1", 2, 3, 1, 1, 6, 3, 1, 1, 1, 1, 1, true, false, true, false},
+    {"1x1", 2, 3, 1, 1, 6, 3, 1, 1, 1, 1, 1, true, false, true, true},
 };
 
 typedef struct built {
