@@ -4,7 +4,7 @@
  * read only inside the chain (not by another node, not a plan output), so a
  * graph that trains (whose backward pass reads the forward's results) keeps
  * its nodes; and the backend must accept the call (nb_backend.fusable).
- * NABLA_FUSE_BLOCKS=0 in the environment turns the CPU's off.
+ * NABLA_FUSE=0 in the environment turns the CPU's off.
  *
  * CONV_BLOCK (kernels/conv_params.h), the inverted-residual block of mobile
  * networks:
@@ -14,7 +14,12 @@
  *
  * where the expand may also be a conv of few input channels (the network's
  * first layer, before its first block, which has no expand of its own);
- * with each conv's fused clamp (ReLU6) kept. */
+ * with each conv's fused clamp (ReLU6) kept.
+ *
+ * CONV_ADD: a residual connection, ADD(CONV2D, r) and RELU(ADD(CONV2D, r))
+ * (ResNet's blocks end so), runs as the conv adding r (and clamping) as it
+ * writes each block of its output, saving the two passes over it. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -165,6 +170,43 @@ static bool match_block(const nb_plan *p, const int *readers, int v, bool direct
     return true;
 }
 
+/* The CONV_ADD ending at value v: ADD(CONV2D, r) or RELU(ADD(CONV2D, r)),
+ * the conv without a clamp of its own; relu says which. */
+static bool match_conv_add(const nb_plan *p, const int *readers, int v, bool relu,
+                           nb_plan_fused *f, nb_conv_params *q, int *gone, int *n_gone)
+{
+    const nb_node *top = p->values[v].node, *add = relu ? top->in[0] : top;
+    *n_gone = 0;
+    if (relu) {
+        int a = p->value_of_node[add->id];
+        if (top->n_in != 1 || top->dtype != NB_F32 || add->op != NB_OP_ADD ||
+            p->values[a].kind != NB_VALUE_ARENA || readers[a] != 1)
+            return false;
+        gone[(*n_gone)++] = a;
+    }
+    if (add->op != NB_OP_ADD || add->n_in != 2 || add->dtype != NB_F32)
+        return false;
+    for (int side = 0; side < 2; side++) {
+        const nb_node *conv = add->in[side], *r = add->in[1 - side];
+        const nb_conv_params *cq = conv_of(p, readers, conv, true);
+        if (!cq || cq->clamp || conv == r || !same_shape(conv, add) || !same_shape(r, add))
+            continue;
+        *q = *cq;
+        q->clamp = relu;
+        q->clamp_min = 0.0f;
+        q->clamp_max = INFINITY;
+        int n = 0;
+        for (int k = 0; k < conv->n_in; k++)
+            f->in[n++] = p->value_of_node[conv->in[k]->id];
+        f->in[n++] = p->value_of_node[r->id];
+        f->n_in = n;
+        f->op = NB_OP_CONV_ADD;
+        gone[(*n_gone)++] = p->value_of_node[conv->id];
+        return true;
+    }
+    return false;
+}
+
 /* Whether the backend accepts the fused call (shapes and dtypes only). */
 static bool backend_takes(const nb_plan *p, const nb_plan_fused *f, int v, const void *params)
 {
@@ -200,28 +242,48 @@ nb_status nb_plan_fuse(nb_plan *p)
      * before its projection could be taken alone */
     for (int v = p->n_values - 1; v >= 0; v--) {
         const nb_node *nd = p->values[v].node;
-        if (p->values[v].kind != NB_VALUE_ARENA || (nd->op != NB_OP_ADD && nd->op != NB_OP_CONV2D))
+        if (p->values[v].kind != NB_VALUE_ARENA ||
+            (nd->op != NB_OP_ADD && nd->op != NB_OP_CONV2D && nd->op != NB_OP_RELU))
             continue;
         nb_plan_fused f = {0};
         nb_conv_block_params bp;
+        nb_conv_params cp;
         int gone[3], n_gone;
-        /* a first layer the backend will not take as the expand stays a conv */
-        if (!(match_block(p, readers, v, true, &f, &bp, gone, &n_gone) &&
-              backend_takes(p, &f, v, &bp)) &&
-            !(bp.expand == 2 && match_block(p, readers, v, false, &f, &bp, gone, &n_gone) &&
-              backend_takes(p, &f, v, &bp)))
+        const void *params = NULL;
+        size_t psize = 0;
+        if (nd->op == NB_OP_RELU || nd->op == NB_OP_ADD) {
+            bool relu = nd->op == NB_OP_RELU;
+            if (!relu && match_block(p, readers, v, true, &f, &bp, gone, &n_gone) &&
+                backend_takes(p, &f, v, &bp))
+                params = &bp, psize = sizeof bp;
+            else if (!relu && bp.expand == 2 &&
+                     match_block(p, readers, v, false, &f, &bp, gone, &n_gone) &&
+                     backend_takes(p, &f, v, &bp))
+                params = &bp, psize = sizeof bp;
+            else if (match_conv_add(p, readers, v, relu, &f, &cp, gone, &n_gone) &&
+                     backend_takes(p, &f, v, &cp))
+                params = &cp, psize = sizeof cp;
+        } else if (nd->op == NB_OP_CONV2D) {
+            /* a first layer the backend will not take as the expand stays a conv */
+            if ((match_block(p, readers, v, true, &f, &bp, gone, &n_gone) &&
+                 backend_takes(p, &f, v, &bp)) ||
+                (bp.expand == 2 && match_block(p, readers, v, false, &f, &bp, gone, &n_gone) &&
+                 backend_takes(p, &f, v, &bp)))
+                params = &bp, psize = sizeof bp;
+        }
+        if (!params)
             continue;
         nb_plan_fused *keep = malloc(sizeof *keep);
-        void *params = malloc(sizeof bp);
-        if (!keep || !params) {
+        void *mine = malloc(psize);
+        if (!keep || !mine) {
             free(keep);
-            free(params);
+            free(mine);
             free(readers);
             return nb_error(NB_ERR_ALLOC, "compile: out of memory");
         }
-        memcpy(params, &bp, sizeof bp);
+        memcpy(mine, params, psize);
         *keep = f;
-        keep->params = params;
+        keep->params = mine;
         p->fused[v] = keep;
         p->n_fused++;
         for (int i = 0; i < n_gone; i++)

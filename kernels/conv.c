@@ -99,6 +99,8 @@ typedef struct geom {
     bool big;                    /* an f32 output past the caches (stream_bytes) */
     bool stream;                 /* own_gemm and big: non-temporal stores */
     float lo, hi;
+    bool rclamp;                 /* CONV_ADD: after adding the residual, clamp to */
+    float rlo, rhi;              /* [rlo, rhi] */
     /* CONV2D's units: items x MB output-channel blocks x PB column blocks
      * (PB tiles of TR output rows, or direct: of PC columns) */
     int64_t MB, MC, PB, PC;
@@ -511,9 +513,17 @@ static int64_t items_of(const geom *m)
     return m->op == NB_OP_CONV2D ? m->N * m->G * m->MB * m->PB : m->N * m->G;
 }
 
+static bool conv_add_split(const nb_kernel_call *c, nb_kernel_call *inner, nb_conv_params *q,
+                           const nb_tensor **res);
+
 size_t nb_cpu_conv_workspace(const nb_kernel_call *c)
 {
     geom m;
+    nb_kernel_call inner;
+    nb_conv_params q;
+    const nb_tensor *r;
+    if (c && c->op == NB_OP_CONV_ADD && conv_add_split(c, &inner, &q, &r))
+        c = &inner;
     if (!c || make_geom(c, &m) != NB_OK)
         return 0;
     if (m.wino)
@@ -543,6 +553,7 @@ typedef struct job {
     char *ws;                 /* nslots slots of slot_bytes */
     size_t slot;
     int64_t nslots, nitems;
+    const float *res;         /* CONV_ADD's residual (out's shape), or NULL */
 } job;
 
 static char *slot_col(const job *j, int64_t s) { return j->ws ? j->ws + (size_t)s * j->slot : NULL; }
@@ -588,6 +599,28 @@ static void epilogue(const geom *m, const void *bias, void *y, int64_t rows, int
         epilogue_double(m, bias, y, rows, cols, ld);
 }
 
+/* CONV_ADD: y (rows x cols, row stride ld) = rclamp(y + r), r laid out as
+ * y, right after the block of y was computed (still in cache). */
+static void add_residual(const geom *m, float *y, const float *r, int64_t rows, int64_t cols,
+                         int64_t ld)
+{
+    float lo = m->rlo, hi = m->rhi;
+    for (int64_t i = 0; i < rows; i++) {
+        float *v = y + i * ld;
+        const float *ri = r + i * ld;
+        if (m->rclamp) {
+            for (int64_t k = 0; k < cols; k++) {
+                float t = v[k] + ri[k];
+                t = t < lo ? lo : t; /* a NaN stays NaN, -0 stays -0 (as RELU) */
+                v[k] = t > hi ? hi : t;
+            }
+        } else {
+            for (int64_t k = 0; k < cols; k++)
+                v[k] = v[k] + ri[k];
+        }
+    }
+}
+
 /* CONV2D unit u = ((n, g), channel block, column block): the output block
  * Y_g[o0:o1, cols] = W_g[o0:o1] @ col(X_g)[:, cols], then bias and clamp. */
 static void unit_conv2d(const job *j, int64_t u, char *col)
@@ -622,10 +655,13 @@ static void unit_conv2d(const job *j, int64_t u, char *col)
         nb_sgemm_avx512_part(mo, pt, m->K, (const float *)w, m->K, (const float *)src, ldb,
                              (float *)dst, m->P, (const float *)bias, m->clamp, m->lo, m->hi, c0,
                              m->P, m->stream);
-        return;
+    } else {
+        nb_gemm(m->dt, false, false, mo, pt, m->K, w, m->K, src, ldb, 0, dst, m->P);
+        epilogue(m, bias, dst, mo, pt, m->P);
     }
-    nb_gemm(m->dt, false, false, mo, pt, m->K, w, m->K, src, ldb, 0, dst, m->P);
-    epilogue(m, bias, dst, mo, pt, m->P);
+    if (j->res)
+        add_residual(m, (float *)dst, j->res + (dst - j->out) / (ptrdiff_t)sizeof(float), mo, pt,
+                     m->P);
 }
 
 /* CONV_TRANSPOSE2D on item (n, g): Y_g = bias + col2im(W_g^T @ X_g), where X_g
@@ -747,15 +783,91 @@ static const float *cached_weights(const nb_kernel_call *c, const nb_wino *wg, c
     return u;
 }
 
+/* CONV_ADD's call as the CONV2D it runs (*q: its params with the clamp
+ * off) and its residual; false when the call is not a CONV_ADD of f32
+ * tensors with a residual of the output's shape. */
+static bool conv_add_split(const nb_kernel_call *c, nb_kernel_call *inner, nb_conv_params *q,
+                           const nb_tensor **res)
+{
+    if (!c || c->op != NB_OP_CONV_ADD || !c->params || !c->in || !c->out || c->n_in < 3 ||
+        c->n_in > 4)
+        return false;
+    const nb_tensor *r = c->in[c->n_in - 1];
+    if (!r || r->dtype != NB_F32 || c->out->dtype != NB_F32 || r->ndim != c->out->ndim ||
+        memcmp(r->shape, c->out->shape, sizeof(int64_t) * (size_t)r->ndim) != 0)
+        return false;
+    *q = *(const nb_conv_params *)c->params;
+    q->clamp = 0;
+    *inner = *c;
+    inner->op = NB_OP_CONV2D;
+    inner->n_in = c->n_in - 1;
+    inner->params = q;
+    *res = r;
+    return true;
+}
+
+static nb_status run_conv(const nb_kernel_call *c, const nb_tensor *res,
+                          const nb_conv_params *post);
+static nb_status run_paths(const nb_kernel_call *c, geom *mp, job *jp);
+
 nb_status nb_cpu_conv(const nb_kernel_call *c)
+{
+    if (c && c->op == NB_OP_CONV_ADD) {
+        nb_kernel_call inner;
+        nb_conv_params q;
+        const nb_tensor *r;
+        if (!conv_add_split(c, &inner, &q, &r))
+            return nb_error(NB_ERR_ARG, "conv2d_add: bad call (%d inputs; needs f32 and a "
+                                        "residual of the output's shape)", c->n_in);
+        return run_conv(&inner, r, c->params);
+    }
+    return run_conv(c, NULL, NULL);
+}
+
+bool nb_cpu_conv_add_fusable(const nb_kernel_call *c)
+{
+    nb_kernel_call inner;
+    nb_conv_params q;
+    const nb_tensor *r;
+    geom m;
+    if (!conv_add_split(c, &inner, &q, &r) || make_geom(&inner, &m) != NB_OK)
+        return false;
+    /* the paths that add the residual while the output block is in cache */
+    return m.dt == NB_F32 && !m.dconv && !m.dw;
+}
+
+static nb_status run_conv(const nb_kernel_call *c, const nb_tensor *res,
+                          const nb_conv_params *post)
 {
     geom m;
     nb_status st = make_geom(c, &m);
     if (st != NB_OK)
         return st;
+    if (res) {
+        if (m.dt != NB_F32)
+            return nb_error(NB_ERR_DTYPE, "conv2d_add: f32 only");
+        m.rclamp = post->clamp != 0;
+        m.rlo = post->clamp_min, m.rhi = post->clamp_max;
+        m.stream = false; /* the block is read back at once */
+        m.wg.res = nb_tensor_data(res);
+        m.wg.rclamp = m.rclamp, m.wg.rlo = m.rlo, m.wg.rhi = m.rhi;
+    }
     job j = {&m, nb_tensor_data(c->in[0]), nb_tensor_data(c->in[1]),
              c->n_in == 3 ? nb_tensor_data(c->in[2]) : NULL, nb_tensor_data(c->out), NULL,
-             slot_bytes(&m), 0, items_of(&m)};
+             slot_bytes(&m), 0, items_of(&m), res ? nb_tensor_data(res) : NULL};
+    nb_status done = run_paths(c, &m, &j);
+    if (done == NB_OK && res && (m.dconv || m.dw || j.nitems == 0 || m.K == 0 || m.COG == 0))
+        add_residual(&m, (float *)j.out, j.res, 1, nb_tensor_numel(c->out), 0);
+    return done;
+}
+
+/* The conv's paths (the residual of CONV_ADD is added inside Winograd and
+ * the GEMM units; the caller adds it after the others). */
+static nb_status run_paths(const nb_kernel_call *c, geom *mp, job *jp)
+{
+    geom m = *mp;
+    job j = *jp;
+    j.m = &m;
     size_t out_bytes = (size_t)nb_tensor_numel(c->out) * m.es;
     if (j.nitems == 0 || m.K == 0 || m.COG == 0) {
         /* an empty sum: zeros, plus the bias broadcast over the output */

@@ -272,12 +272,7 @@ bool nb_cpu_conv_block_fusable(const nb_kernel_call *c)
     plan_bands(&b, threads);
     if ((b.H * b.W < MIN_PIXELS && b.R < b.OH) || b.N * b.segs < threads)
         return false;
-    static int enabled = -1;
-    if (enabled < 0) {
-        const char *v = getenv("NABLA_FUSE_BLOCKS");
-        enabled = !(v && strcmp(v, "0") == 0);
-    }
-    return enabled;
+    return true;
 }
 
 nb_status nb_cpu_conv_block(const nb_kernel_call *c)

@@ -29,6 +29,11 @@ typedef struct nb_conv_params {
     float clamp_min, clamp_max;
 } nb_conv_params;
 
+/* CONV_ADD (x, w[, bias], r): clamp(CONV2D(x, w, bias) + r), r of the
+ * output's shape: a residual connection (ResNet's Add, then Relu) fused
+ * into the convolution by compile (graph/fuse.c), with the clamp of these
+ * params applied after the add (a CONV2D's clamp comes before it). f32. */
+
 /* CONV_BLOCK: the inverted-residual block of mobile networks (MobileNetV2,
  * EfficientNet without squeeze-excite) as one kernel call, f32 NCHW. It is
  * never a graph node: compile fuses the three CONV2Ds (and the ADD) of a

@@ -376,7 +376,7 @@ TGT static void grad_transform(const float *gt, int64_t cop, int64_t rbu, int64_
  * st (2 x 2cbu x 16), then transposed to rows. */
 TGT static void output_transform(const plan *p, const float *M, int64_t T, int64_t t0,
                                  int64_t rbu, int64_t cbu, int64_t ti0, int64_t tj0,
-                                 const float *bias, float *out, float *st)
+                                 const float *bias, float *out, const float *res, float *st)
 {
     const nb_wino *s = &p->s;
     int64_t cop = p->cop, plane = s->hout * s->wout, xs = T * cop;
@@ -410,15 +410,25 @@ TGT static void output_transform(const plan *p, const float *M, int64_t T, int64
             }
             for (int a = 0; a < nh; a++) {
                 const float *row = st + a * 2 * cbu * 16;
-                float *y = out + ov * plane + (oh + a) * s->wout + ow0;
+                int64_t at = ov * plane + (oh + a) * s->wout + ow0;
+                float *y = out + at;
+                const float *r = res ? res + at : NULL;
+                const __m512 rlo = _mm512_set1_ps(s->rclamp ? s->rlo : -INFINITY);
+                const __m512 rhi = _mm512_set1_ps(s->rclamp ? s->rhi : INFINITY);
                 for (int64_t q0 = 0; q0 < nq; q0 += 16) {
                     __m512 v[16];
                     for (int i = 0; i < 16; i++)
                         v[i] = q0 + i < nq ? _mm512_loadu_ps(row + (q0 + i) * 16) : _mm512_setzero_ps();
                     transpose16(v);
                     __mmask16 mk = nb_lanes16(nq - q0);
-                    for (int l = 0; l < nl; l++)
+                    for (int l = 0; l < nl; l++) {
+                        if (r) { /* + the residual, then its clamp (a NaN stays NaN) */
+                            v[l] = _mm512_add_ps(v[l], _mm512_maskz_loadu_ps(mk, r + l * plane + q0));
+                            if (s->rclamp)
+                                v[l] = _mm512_min_ps(rhi, _mm512_max_ps(rlo, v[l]));
+                        }
                         _mm512_mask_storeu_ps(y + l * plane + q0, mk, v[l]);
+                    }
                 }
             }
         }
@@ -488,7 +498,9 @@ static void run_conv(void *ctx, int64_t s0, int64_t s1)
                         false);
             for (int64_t i = 0; i < t.nimg; i++)
                 output_transform(p, M, T, i * ti, t.rbu, t.cbu, t.ti0, t.tj0, j->bias,
-                                 j->out + (t.n + i) * s->cout * s->hout * s->wout, st);
+                                 j->out + (t.n + i) * s->cout * s->hout * s->wout,
+                                 s->res ? s->res + (t.n + i) * s->cout * s->hout * s->wout : NULL,
+                                 st);
         }
     }
 }

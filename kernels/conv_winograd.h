@@ -20,6 +20,11 @@ typedef struct nb_wino {
     int64_t pt, pl;
     bool clamp;
     float lo, hi;
+    /* when res is set (out's shape, f32): out = rclamp(conv + bias + res),
+     * the clamp to [rlo, rhi] after the add (a fused residual connection) */
+    const float *res;
+    bool rclamp;
+    float rlo, rhi;
 } nb_wino;
 
 /* Whether the path may run: the CPU has AVX-512F and it is not switched off

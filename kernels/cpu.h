@@ -24,6 +24,10 @@ nb_status nb_cpu_roi_align(const nb_kernel_call *c);  /* ROI_ALIGN (kernels/roi_
 nb_status nb_cpu_linalg(const nb_kernel_call *c);     /* LINALG: DET (kernels/linalg.c) */
 nb_status nb_cpu_tfidf(const nb_kernel_call *c);      /* TEXT: TFIDF (kernels/tfidf.c) */
 nb_status nb_cpu_conv_block(const nb_kernel_call *c); /* CONV_BLOCK (kernels/conv_block.c) */
+/* CONV_ADD runs in nb_cpu_conv; whether it takes the call on a path that
+ * adds the residual while the output is in cache (not the depthwise or
+ * few-channel kernels). */
+bool nb_cpu_conv_add_fusable(const nb_kernel_call *c);
 
 /* Whether CONV_BLOCK takes this call (f32, shapes it covers, a CPU with
  * AVX-512F) and runs it faster than its three convolutions would: asked by

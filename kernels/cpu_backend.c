@@ -1,5 +1,9 @@
 /* The CPU backend table: every op with a kernel points at its family
  * function (cpu.h), chosen by the kind column of NB_OP_LIST. */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "kernels/cpu.h"
 #include "kernels/matmul_internal.h"
 
@@ -19,7 +23,30 @@
 #define KERNEL_DROPOUT nb_cpu_dropout
 #define KERNEL_LINALG nb_cpu_linalg
 #define KERNEL_TEXT nb_cpu_tfidf
-#define KERNEL_FUSED nb_cpu_conv_block
+#define KERNEL_FUSED cpu_fused
+
+/* The fused ops compile makes (graph/fuse.c). */
+static nb_status cpu_fused(const nb_kernel_call *c)
+{
+    if (c && c->op == NB_OP_CONV_ADD)
+        return nb_cpu_conv(c);
+    return nb_cpu_conv_block(c);
+}
+
+/* NABLA_FUSE=0 in the environment turns the fusions off (read once). */
+static bool cpu_fusable(const nb_kernel_call *c)
+{
+    static atomic_int env; /* 0: not read yet, 1: on, 2: off */
+    if (atomic_load(&env) == 0) {
+        const char *e = getenv("NABLA_FUSE");
+        atomic_store(&env, e && strcmp(e, "0") == 0 ? 2 : 1);
+    }
+    if (!c || atomic_load(&env) == 2)
+        return false;
+    if (c->op == NB_OP_CONV_ADD)
+        return nb_cpu_conv_add_fusable(c);
+    return c->op == NB_OP_CONV_BLOCK && nb_cpu_conv_block_fusable(c);
+}
 
 /* MATMUL asks for scratch to copy inputs BLAS cannot read in place, the
  * convolutions for their im2col-style buffers, the norms' affine gradients
@@ -31,7 +58,7 @@ static size_t cpu_workspace_size(const nb_kernel_call *call)
     if (call->op == NB_OP_MATMUL)
         return nb_cpu_matmul_workspace(call);
     if (call->op == NB_OP_CONV2D || call->op == NB_OP_CONV_TRANSPOSE2D ||
-        call->op == NB_OP_CONV2D_GRAD_WEIGHT)
+        call->op == NB_OP_CONV2D_GRAD_WEIGHT || call->op == NB_OP_CONV_ADD)
         return nb_cpu_conv_workspace(call);
     if (call->op == NB_OP_LAYER_NORM_GRAD_AFFINE || call->op == NB_OP_RMS_NORM_GRAD_AFFINE ||
         call->op == NB_OP_GROUP_NORM_GRAD_AFFINE)
@@ -50,7 +77,7 @@ static const nb_backend cpu_backend = {
 #undef NB_X
     },
     .workspace_size = cpu_workspace_size,
-    .fusable = nb_cpu_conv_block_fusable,
+    .fusable = cpu_fusable,
 };
 
 const nb_backend *nb_cpu_backend(void)

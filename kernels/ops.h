@@ -116,7 +116,8 @@
     /* text (kernels/tfidf.c) */                                                \
     X(TFIDF, "tfidf", TEXT)               /* (int tokens); kernels/text_params.h */ \
     /* fusions made by compile, never graph nodes (graph/fuse.c) */            \
-    X(CONV_BLOCK, "conv_block", FUSED)    /* nb_conv_block_params (kernels/conv_params.h) */
+    X(CONV_BLOCK, "conv_block", FUSED)    /* nb_conv_block_params (kernels/conv_params.h) */ \
+    X(CONV_ADD, "conv2d_add", FUSED)      /* (x, w[, bias], r); nb_conv_params */
 
 typedef enum nb_op {
 #define NB_X(e, name, kind) NB_OP_##e,
