@@ -177,6 +177,41 @@ void eval(nb_graph *g, int n, nb_node *const *outs, double **res)
     nb_plan_free(plan);
 }
 
+double *run_counting(nb_graph *g, int n, nb_node *const *outs, nb_op op, int *entries,
+                     int64_t *count)
+{
+    nb_plan *plan = nb_compile(g, n, outs, NULL);
+    ck_assert_msg(plan != NULL, "compile: %s", nb_last_error());
+    nb_session *s = nb_session_new(plan);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(nb_session_set_profiling(s, true), NB_OK);
+    ck_assert_msg(nb_session_run(s) == NB_OK, "run: %s", nb_last_error());
+    int ne = nb_plan_num_entries(plan);
+    nb_profile_entry *pe = calloc((size_t)ne, sizeof *pe);
+    ck_assert_int_eq(nb_session_profile(s, pe, ne), ne);
+    *entries = 0;
+    for (int i = 0; i < ne; i++)
+        *entries += pe[i].op == op;
+    free(pe);
+    nb_tensor t;
+    ck_assert_int_eq(nb_session_fetch(s, outs[0], &t), NB_OK);
+    int64_t m = nb_tensor_numel(&t);
+    double *r = malloc(sizeof(double) * (size_t)(m > 0 ? m : 1));
+    for (int64_t i = 0; i < m; i++)
+        r[i] = t.dtype == NB_F32 ? ((const float *)nb_tensor_data(&t))[i]
+                                 : ((const double *)nb_tensor_data(&t))[i];
+    *count = m;
+    nb_tensor_release(&t);
+    nb_session_free(s);
+    nb_plan_free(plan);
+    return r;
+}
+
+bool same_bits(double a, double b)
+{
+    return (isnan(a) && isnan(b)) || (a == b && signbit(a) == signbit(b));
+}
+
 void assert_close(const char *what, const double *got, const double *want, int64_t n,
                          double tol)
 {

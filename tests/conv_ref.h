@@ -59,6 +59,13 @@ nb_node *param_vals(nb_graph *g, const char *name, nb_dtype dt, int ndim, const 
 /* Run the graph for outs[0..n) and copy them as doubles into res[k] (caller frees). */
 void eval(nb_graph *g, int n, nb_node *const *outs, double **res);
 void assert_close(const char *what, const double *got, const double *want, int64_t n, double tol);
+/* Compile and run the graph for outs[0..n) with profiling; return output 0
+ * as doubles (*count of them, caller frees) and in *entries how many tape
+ * entries run op (a fusion's op: conv_block, conv2d_add). */
+double *run_counting(nb_graph *g, int n, nb_node *const *outs, nb_op op, int *entries,
+                     int64_t *count);
+/* a and b are the same value: both NaN, or equal with the same sign */
+bool same_bits(double a, double b);
 /* One forward case (kind 0 conv2d, 1 conv_transpose2d, 2 conv1d) in dtype dt
  * against the reference loops. */
 void forward_case(const ccase *c, int kind, nb_dtype dt);
