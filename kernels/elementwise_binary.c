@@ -1,10 +1,13 @@
 /* Elementwise kernels, part 2: binary ops, comparisons and where, with NumPy
- * broadcasting. The loop driver (nb_ew_plan) is in elementwise.c. */
+ * broadcasting. The loop driver (nb_ew_plan) is in elementwise.c. The f32
+ * loops are also built for AVX2 (which the AVX-512 level runs too) and
+ * picked at run time (elementwise_simd.h), with the same bits. */
 #include <math.h>
 #include <stdint.h>
 
 #include "kernels/cpu.h"
 #include "kernels/elementwise_impl.h"
+#include "kernels/elementwise_simd.h"
 
 /* ---- binary arithmetic ---------------------------------------------------
  *
@@ -95,24 +98,57 @@ DEF_CMP(ge, >=)
             o[i * so] = F(xp[i * sx], yp[i * sy]);                               \
     }
 
-#define DEF_BIN_LOOP(fname, TI, TO, F)                                           \
-    static void fname(int64_t n, char *const *p, const int64_t *s, const void *prm) \
+#define DEF_BIN_LOOP(fname, TI, TO, F) DEF_BIN_LOOP_TGT(fname, TI, TO, F, )
+#define DEF_BIN_LOOP_TGT(fname, TI, TO, F, TGT)                                  \
+    TGT static void fname(int64_t n, char *const *p, const int64_t *s, const void *prm) \
     {                                                                            \
         BINARY_LOOP(TI, TO, F)                                                   \
     }
 
+/* f32 loops: one build per SIMD level (elementwise_simd.h), bin_NAME_f32 the
+ * baseline; F32OUT is the output type (float, or uint8_t for comparisons). */
+#define DEF_F32_LEVEL(name, SFX, TGT)                                            \
+    DEF_BIN_LOOP_TGT(bin_##name##_f32##SFX, float, F32OUT_##name, F32FN_##name, TGT)
+
 #define DEF_BF_LOOPS(name)                                                       \
-    DEF_BIN_LOOP(bin_##name##_f32, float, float, bf_##name##_f32)                \
+    NB_SIMD_EACH2(DEF_F32_LEVEL, name)                                           \
     DEF_BIN_LOOP(bin_##name##_f64, double, double, bf_##name##_f64)
 #define DEF_BI_LOOPS(name)                                                       \
     DEF_BIN_LOOP(bin_##name##_i32, int32_t, int32_t, bi_##name##_i32)            \
     DEF_BIN_LOOP(bin_##name##_i64, int64_t, int64_t, bi_##name##_i64)
 #define DEF_CMP_LOOPS(name)                                                      \
-    DEF_BIN_LOOP(bin_##name##_f32, float, uint8_t, cmp_##name##_f32)             \
+    NB_SIMD_EACH2(DEF_F32_LEVEL, name)                                           \
     DEF_BIN_LOOP(bin_##name##_f64, double, uint8_t, cmp_##name##_f64)            \
     DEF_BIN_LOOP(bin_##name##_i32, int32_t, uint8_t, cmp_##name##_i32)           \
     DEF_BIN_LOOP(bin_##name##_i64, int64_t, uint8_t, cmp_##name##_i64)           \
     DEF_BIN_LOOP(bin_##name##_u8, uint8_t, uint8_t, cmp_##name##_u8)
+
+#define F32OUT_add float
+#define F32OUT_sub float
+#define F32OUT_mul float
+#define F32OUT_div float
+#define F32OUT_pow float
+#define F32OUT_maximum float
+#define F32OUT_minimum float
+#define F32OUT_eq uint8_t
+#define F32OUT_ne uint8_t
+#define F32OUT_lt uint8_t
+#define F32OUT_le uint8_t
+#define F32OUT_gt uint8_t
+#define F32OUT_ge uint8_t
+#define F32FN_add bf_add_f32
+#define F32FN_sub bf_sub_f32
+#define F32FN_mul bf_mul_f32
+#define F32FN_div bf_div_f32
+#define F32FN_pow bf_pow_f32
+#define F32FN_maximum bf_maximum_f32
+#define F32FN_minimum bf_minimum_f32
+#define F32FN_eq cmp_eq_f32
+#define F32FN_ne cmp_ne_f32
+#define F32FN_lt cmp_lt_f32
+#define F32FN_le cmp_le_f32
+#define F32FN_gt cmp_gt_f32
+#define F32FN_ge cmp_ge_f32
 
 DEF_BF_LOOPS(add)
 DEF_BF_LOOPS(sub)
@@ -156,6 +192,23 @@ static const nb_ew_inner_fn binary_table[NB_OP_COUNT][NB_DTYPE_COUNT] = {
     CMP_ROW(LE, le),
     CMP_ROW(GT, gt),
     CMP_ROW(GE, ge),
+};
+
+/* The f32 builds by SIMD level; binary_table holds the baseline ones. */
+static const nb_ew_inner_fn binary_f32_simd[NB_OP_COUNT][NB_SIMD_LEVELS] = {
+    [NB_OP_ADD] = NB_SIMD_ROW2(bin_add_f32),
+    [NB_OP_SUB] = NB_SIMD_ROW2(bin_sub_f32),
+    [NB_OP_MUL] = NB_SIMD_ROW2(bin_mul_f32),
+    [NB_OP_DIV] = NB_SIMD_ROW2(bin_div_f32),
+    [NB_OP_POW] = NB_SIMD_ROW2(bin_pow_f32),
+    [NB_OP_MAXIMUM] = NB_SIMD_ROW2(bin_maximum_f32),
+    [NB_OP_MINIMUM] = NB_SIMD_ROW2(bin_minimum_f32),
+    [NB_OP_EQ] = NB_SIMD_ROW2(bin_eq_f32),
+    [NB_OP_NE] = NB_SIMD_ROW2(bin_ne_f32),
+    [NB_OP_LT] = NB_SIMD_ROW2(bin_lt_f32),
+    [NB_OP_LE] = NB_SIMD_ROW2(bin_le_f32),
+    [NB_OP_GT] = NB_SIMD_ROW2(bin_gt_f32),
+    [NB_OP_GE] = NB_SIMD_ROW2(bin_ge_f32),
 };
 
 static bool is_comparison(nb_op op)
@@ -213,6 +266,8 @@ nb_status nb_cpu_binary(const nb_kernel_call *c)
         return nb_error(NB_ERR_DTYPE, "%s: %s inputs give a %s output, not %s", name,
                         nb_dtype_name(x->dtype), nb_dtype_name(want), nb_dtype_name(z->dtype));
     nb_ew_inner_fn fn = binary_table[c->op][x->dtype];
+    if (fn && x->dtype == NB_F32)
+        fn = binary_f32_simd[c->op][nb_simd_level()];
     if (!fn)
         return nb_error(NB_ERR_DTYPE, "%s: dtype %s not supported", name,
                         nb_dtype_name(x->dtype));

@@ -27,7 +27,9 @@
  * layer/RMS affine gradients sum blocks of rows into partials of x's type
  * (a scratch of MAX_BLOCKS x 2 x D values, see nb_cpu_norm_workspace), then
  * add the blocks up in double. f32 and f64; the inner loops are
- * type-specialised, the per-row logic shared. Running statistics are
+ * type-specialised, the per-row logic shared; the f32 inner loops are also
+ * built for AVX2 and AVX-512 and picked at run time (elementwise_simd.h),
+ * with the same bits (job.pf). Running statistics are
  * written only by the training BATCH_NORM forward, once per run; sessions
  * running one graph concurrently would race on them, as in PyTorch.
  */
@@ -37,6 +39,7 @@
 #include <string.h>
 
 #include "kernels/cpu.h"
+#include "kernels/elementwise_simd.h"
 #include "kernels/threadpool.h"
 
 #define GRAIN_ELEMS 32768 /* elements per thread-pool task, at least */
@@ -44,45 +47,102 @@
 
 /* ---- type-specialised inner loops --------------------------------------- */
 
-/* Sums run in blocks of BLOCK elements: inside a block, two vector
- * accumulators per sum (GCC/Clang vector extensions of 16 bytes, the SSE2
- * baseline: 4 floats or 2 doubles); each block's lanes are then added into
- * double. A float lane sums at most BLOCK / 8 = 32 shifted values, so f32
- * loses nothing that matters, and every total is a double. */
+/* Sums run in blocks of BLOCK elements: inside a block, 2 x 16 bytes of
+ * accumulators per sum (8 floats or 4 doubles; lane l sums the elements
+ * l, l + W, l + 2W, ... of the block, W the lane count); at the end of a block
+ * lane l and lane l + W/2 are added in x's type and the W/2 results, in lane
+ * order, into double, block after block. A float lane sums at most
+ * BLOCK / 8 = 32 shifted values, so f32 loses nothing that matters, and every
+ * total is a double.
+ *
+ * Each lane's sum is one chain of dependent adds, so a row shorter than a
+ * block is bound by the add latency; rows do not depend on one another until
+ * their lanes go into double, so G short rows (batch norm's (sample,
+ * channel) rows) are summed side by side (G per build: more where there are
+ * more vector registers), then folded in turn. Same operations in the same
+ * order, so the same bits at every G and every SIMD level as one row at a time
+ * (a sum that is NaN stays NaN, its sign may differ: see
+ * elementwise_simd.h). The blocks of one long row are not interleaved so:
+ * from memory, two streams 1 KiB apart ran up to 2x slower than one (the
+ * hardware prefetcher loses them at each row), though faster from cache. */
 #define BLOCK 256
 typedef float v4f __attribute__((vector_size(16)));
 typedef double v2d __attribute__((vector_size(16)));
+typedef float v8f __attribute__((vector_size(32)));
+/* the same for loads from any element (element alignment) */
+typedef float v4f_u __attribute__((vector_size(16), aligned(4)));
+typedef double v2d_u __attribute__((vector_size(16), aligned(8)));
+typedef float v8f_u __attribute__((vector_size(32), aligned(4)));
 
-#define DEFINE_PRIMS(T, SFX, VT, VL)                                            \
-    static inline VT load_##SFX(const T *p)                                     \
-    {                                                                           \
-        VT v;                                                                   \
-        memcpy(&v, p, sizeof(v));                                               \
-        return v;                                                               \
-    }                                                                           \
+/* A VH vector from p (VH##_u: any element address) */
+#define LOADV(VH, p) (*(const VH##_u *)(p))
+
+/* Per build: the W = VHL NH lanes of an accumulator are NH vectors of type
+ * VH (VHL lanes each): two 16-byte vectors in the baseline build (GCC keeps
+ * an 8-float vector in memory there), one 32-byte vector in the AVX builds;
+ * lane L is acc[L / VHL][L % VHL]. GA / G4: how many short rows acc_rows /
+ * acc4_rows sum side by side. f64 (baseline only) has two v2d. */
+#define GA_ 2
+#define G4_ 1
+#define GA__avx2 4
+#define G4__avx2 2
+#define GA__avx512 4
+#define G4__avx512 4
+
+/* a[q], b[q] (q < G; NH vectors each) = the lanes of sum (x - k) and
+ * sum (x - k)^2 over the first len / W * W elements of x + q stride */
+#define SUM2_LANES(VH, VHL, NH, G, x, stride, len, kv, a, b)                    \
+    for (int q = 0; q < G; q++)                                                 \
+        for (int h = 0; h < NH; h++)                                            \
+            a[q][h] = b[q][h] = (VH){0};                                        \
+    for (int64_t j = 0; j + VHL * NH <= (len); j += VHL * NH)                   \
+        for (int q = 0; q < G; q++)                                             \
+            for (int h = 0; h < NH; h++) {                                      \
+                VH d = LOADV(VH, (x) + q * (stride) + j + h * VHL) - kv;        \
+                a[q][h] += d;                                                   \
+                b[q][h] += d * d;                                               \
+            }
+
+/* the same for sum (x - k), sum (x - k)^2, sum g, sum g (x - k), g = gy w
+ * (w NULL: 1; x, gy and w at the same offsets) */
+#define SUM4_LANES(VH, VHL, NH, G, x, gy, w, stride, len, kv, a, b, c, e)       \
+    for (int q = 0; q < G; q++)                                                 \
+        for (int h = 0; h < NH; h++)                                            \
+            a[q][h] = b[q][h] = c[q][h] = e[q][h] = (VH){0};                    \
+    for (int64_t j = 0; j + VHL * NH <= (len); j += VHL * NH)                   \
+        for (int q = 0; q < G; q++)                                             \
+            for (int h = 0; h < NH; h++) {                                      \
+                int64_t o = q * (stride) + j + h * VHL;                         \
+                VH d = LOADV(VH, (x) + o) - kv, g = LOADV(VH, (gy) + o);        \
+                if (w)                                                          \
+                    g *= LOADV(VH, (w) + o);                                    \
+                a[q][h] += d;                                                   \
+                b[q][h] += d * d;                                               \
+                c[q][h] += g;                                                   \
+                e[q][h] += g * d;                                               \
+            }
+
+/* lane L of accumulator v; lanes l and l + W/2 added in x's type, as a double */
+#define LANE(v, L, VHL) (v)[(L) / VHL][(L) % VHL]
+#define FOLD(v, l, VHL, NH) (double)(LANE(v, l, VHL) + LANE(v, (l) + VHL * NH / 2, VHL))
+
+#define DEFINE_PRIMS(T, SFX, VH, VHL, NH, GA, G4, TGT)                          \
     /* s[0] += sum (x - k), s[1] += sum (x - k)^2 */                            \
-    static void acc_##SFX(const T *x, int64_t n, double k, double *s)           \
+    TGT static void acc_##SFX(const T *x, int64_t n, double k, double *s)       \
     {                                                                           \
-        const VT kv = (VT){0} + (T)k;                                           \
+        enum { W = VHL * NH };                                                  \
+        const VH kv = (VH){0} + (T)k;                                           \
         double sa = 0, sb = 0;                                                  \
-        for (int64_t i = 0; i < n; i += BLOCK) {                                \
-            int64_t e = n - i < BLOCK ? n : i + BLOCK, j = i;                   \
-            VT a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};                          \
-            for (; j + 2 * VL <= e; j += 2 * VL) {                              \
-                VT d0 = load_##SFX(x + j) - kv, d1 = load_##SFX(x + j + VL) - kv; \
-                a0 += d0;                                                       \
-                a1 += d1;                                                       \
-                b0 += d0 * d0;                                                  \
-                b1 += d1 * d1;                                                  \
+        for (int64_t i = 0; i < n; i += BLOCK) { /* one block, maybe partial */ \
+            int64_t len = n - i < BLOCK ? n - i : BLOCK;                        \
+            VH a[1][NH], b[1][NH];                                              \
+            SUM2_LANES(VH, VHL, NH, 1, x + i, 0, len, kv, a, b)                 \
+            for (int l = 0; l < W / 2; l++) { /* lanes into double */           \
+                sa += FOLD(a[0], l, VHL, NH);                                   \
+                sb += FOLD(b[0], l, VHL, NH);                                   \
             }                                                                   \
-            a0 += a1;                                                           \
-            b0 += b1;                                                           \
-            for (int l = 0; l < VL; l++) { /* lanes into double */              \
-                sa += (double)a0[l];                                            \
-                sb += (double)b0[l];                                            \
-            }                                                                   \
-            for (; j < e; j++) {                                                \
-                double d = (double)x[j] - k;                                    \
+            for (int64_t j = len / W * W; j < len; j++) {                       \
+                double d = (double)x[i + j] - k;                                \
                 sa += d;                                                        \
                 sb += d * d;                                                    \
             }                                                                   \
@@ -90,42 +150,54 @@ typedef double v2d __attribute__((vector_size(16)));
         s[0] += sa;                                                             \
         s[1] += sb;                                                             \
     }                                                                           \
-    /* s[0..3] += sum (x-k), sum (x-k)^2, sum g, sum g (x-k); g = gy w (w NULL: 1) */ \
-    static void acc4_##SFX(const T *x, const T *gy, const T *w, int64_t n, double k, \
-                           double *s)                                           \
+    /* for r < rows: acc(x + r stride, n, k, s); rows shorter than a block     \
+     * are summed GA side by side */                                            \
+    TGT static void acc_rows_##SFX(const T *x, int64_t rows, int64_t stride, int64_t n, \
+                                   double k, double *s)                         \
     {                                                                           \
-        const VT kv = (VT){0} + (T)k;                                           \
-        for (int64_t i = 0; i < n; i += BLOCK) {                                \
-            int64_t end = n - i < BLOCK ? n : i + BLOCK, j = i;                 \
-            VT a0 = {0}, b0 = {0}, c0 = {0}, e0 = {0};                          \
-            VT a1 = {0}, b1 = {0}, c1 = {0}, e1 = {0};                          \
-            for (; j + 2 * VL <= end; j += 2 * VL) {                            \
-                VT d0 = load_##SFX(x + j) - kv, d1 = load_##SFX(x + j + VL) - kv; \
-                VT g0 = load_##SFX(gy + j), g1 = load_##SFX(gy + j + VL);       \
-                if (w) {                                                        \
-                    g0 *= load_##SFX(w + j);                                    \
-                    g1 *= load_##SFX(w + j + VL);                               \
+        enum { W = VHL * NH };                                                  \
+        const VH kv = (VH){0} + (T)k;                                           \
+        int64_t r = 0;                                                          \
+        for (; n < BLOCK && r + GA <= rows; r += GA) {                          \
+            const T *xr = x + r * stride;                                       \
+            VH a[GA][NH], b[GA][NH];                                            \
+            SUM2_LANES(VH, VHL, NH, GA, xr, stride, n, kv, a, b)                \
+            for (int q = 0; q < GA; q++) { /* acc's steps, row after row */     \
+                double sa = 0, sb = 0;                                          \
+                for (int l = 0; l < W / 2; l++) {                               \
+                    sa += FOLD(a[q], l, VHL, NH);                               \
+                    sb += FOLD(b[q], l, VHL, NH);                               \
                 }                                                               \
-                a0 += d0;                                                       \
-                a1 += d1;                                                       \
-                b0 += d0 * d0;                                                  \
-                b1 += d1 * d1;                                                  \
-                c0 += g0;                                                       \
-                c1 += g1;                                                       \
-                e0 += g0 * d0;                                                  \
-                e1 += g1 * d1;                                                  \
+                for (int64_t j = n / W * W; j < n; j++) {                       \
+                    double d = (double)xr[q * stride + j] - k;                  \
+                    sa += d;                                                    \
+                    sb += d * d;                                                \
+                }                                                               \
+                s[0] += sa;                                                     \
+                s[1] += sb;                                                     \
             }                                                                   \
-            a0 += a1;                                                           \
-            b0 += b1;                                                           \
-            c0 += c1;                                                           \
-            e0 += e1;                                                           \
-            for (int l = 0; l < VL; l++) { /* lanes into double */              \
-                s[0] += (double)a0[l];                                          \
-                s[1] += (double)b0[l];                                          \
-                s[2] += (double)c0[l];                                          \
-                s[3] += (double)e0[l];                                          \
+        }                                                                       \
+        for (; r < rows; r++)                                                   \
+            acc_##SFX(x + r * stride, n, k, s);                                 \
+    }                                                                           \
+    /* s[0..3] += sum (x-k), sum (x-k)^2, sum g, sum g (x-k); g = gy w (w NULL: 1) */ \
+    TGT static void acc4_##SFX(const T *x, const T *gy, const T *w, int64_t n, double k, \
+                               double *s)                                       \
+    {                                                                           \
+        enum { W = VHL * NH };                                                  \
+        const VH kv = (VH){0} + (T)k;                                           \
+        for (int64_t i = 0; i < n; i += BLOCK) { /* one block, maybe partial */ \
+            int64_t len = n - i < BLOCK ? n - i : BLOCK;                        \
+            VH a[1][NH], b[1][NH], c[1][NH], e[1][NH];                          \
+            SUM4_LANES(VH, VHL, NH, 1, x + i, gy + i, w ? w + i : NULL, 0, len, kv, \
+                       a, b, c, e)                                              \
+            for (int l = 0; l < W / 2; l++) { /* lanes into double */           \
+                s[0] += FOLD(a[0], l, VHL, NH);                                 \
+                s[1] += FOLD(b[0], l, VHL, NH);                                 \
+                s[2] += FOLD(c[0], l, VHL, NH);                                 \
+                s[3] += FOLD(e[0], l, VHL, NH);                                 \
             }                                                                   \
-            for (; j < end; j++) {                                              \
+            for (int64_t j = i + len / W * W; j < i + len; j++) {               \
                 double dd = (double)x[j] - k;                                   \
                 double gg = (double)gy[j] * (w ? (double)w[j] : 1.0);           \
                 s[0] += dd;                                                     \
@@ -135,10 +207,42 @@ typedef double v2d __attribute__((vector_size(16)));
             }                                                                   \
         }                                                                       \
     }                                                                           \
+    /* for r < rows: acc4(x + r stride, gy + r stride, NULL, n, k, s); rows    \
+     * shorter than a block are summed G4 side by side */                      \
+    TGT static void acc4_rows_##SFX(const T *x, const T *gy, int64_t rows, int64_t stride, \
+                                    int64_t n, double k, double *s)             \
+    {                                                                           \
+        enum { W = VHL * NH };                                                  \
+        const VH kv = (VH){0} + (T)k;                                           \
+        int64_t r = 0;                                                          \
+        for (; n < BLOCK && r + G4 <= rows; r += G4) {                          \
+            const T *xr = x + r * stride, *gr = gy + r * stride;                \
+            VH a[G4][NH], b[G4][NH], c[G4][NH], e[G4][NH];                      \
+            SUM4_LANES(VH, VHL, NH, G4, xr, gr, (const T *)NULL, stride, n, kv, a, b, c, e) \
+            for (int q = 0; q < G4; q++) { /* acc4's steps, row after row */    \
+                for (int l = 0; l < W / 2; l++) {                               \
+                    s[0] += FOLD(a[q], l, VHL, NH);                             \
+                    s[1] += FOLD(b[q], l, VHL, NH);                             \
+                    s[2] += FOLD(c[q], l, VHL, NH);                             \
+                    s[3] += FOLD(e[q], l, VHL, NH);                             \
+                }                                                               \
+                for (int64_t j = n / W * W; j < n; j++) {                       \
+                    double dd = (double)xr[q * stride + j] - k;                 \
+                    double gg = (double)gr[q * stride + j];                     \
+                    s[0] += dd;                                                 \
+                    s[1] += dd * dd;                                            \
+                    s[2] += gg;                                                 \
+                    s[3] += gg * dd;                                            \
+                }                                                               \
+            }                                                                   \
+        }                                                                       \
+        for (; r < rows; r++)                                                   \
+            acc4_##SFX(x + r * stride, gy + r * stride, NULL, n, k, s);         \
+    }                                                                           \
     /* The elementwise loops take x - k, k the row's shift (exact in T), so     \
      * that an offset |mean| >> std does not cancel digits in T. */             \
     /* y = ((x - k) a + b) gam + bet, gam/bet per element (NULL: 1 and 0) */    \
-    static void apply_##SFX(const T *x, T *y, int64_t n, double k, double a,    \
+    TGT static void apply_##SFX(const T *x, T *y, int64_t n, double k, double a, \
                             double b, const T *gam, const T *bet)               \
     {                                                                           \
         T tk = (T)k, ta = (T)a, tb = (T)b;                                      \
@@ -156,7 +260,7 @@ typedef double v2d __attribute__((vector_size(16)));
                 y[i] = (x[i] - tk) * ta + tb;                                   \
     }                                                                           \
     /* dx = gy w A + (x - k) B + C (w per element, NULL: 1) */                  \
-    static void dx_##SFX(const T *x, const T *gy, const T *w, T *dx, int64_t n, \
+    TGT static void dx_##SFX(const T *x, const T *gy, const T *w, T *dx, int64_t n, \
                          double k, double A, double B, double C)                \
     {                                                                           \
         T tk = (T)k, ta = (T)A, tb = (T)B, tc = (T)C;                           \
@@ -169,7 +273,7 @@ typedef double v2d __attribute__((vector_size(16)));
     }                                                                           \
     /* pg += gy ((x - k) a + b), pb += gy, elementwise in T (pb may be NULL);   \
      * a block of rows sums here before the blocks are added up in double */    \
-    static void part_##SFX(const T *x, const T *gy, int64_t n, double k, double a, \
+    TGT static void part_##SFX(const T *x, const T *gy, int64_t n, double k, double a, \
                            double b, T *pg, T *pb)                              \
     {                                                                           \
         T tk = (T)k, ta = (T)a, tb = (T)b;                                      \
@@ -183,57 +287,45 @@ typedef double v2d __attribute__((vector_size(16)));
                 pg[i] += gy[i] * ((x[i] - tk) * ta + tb);                       \
     }
 
-DEFINE_PRIMS(float, f32, v4f, 4)
-DEFINE_PRIMS(double, f64, v2d, 2)
+/* f32: one build per SIMD level (elementwise_simd.h), *_f32 the baseline.
+ * The sums keep their 8 lanes at every level (so they add the same values in
+ * the same order) and sum more blocks side by side; the elementwise loops
+ * (apply, dx, part) take the full vector width. */
+#define VH_ v4f
+#define VHL_ 4
+#define NH_ 2
+#define VH__avx2 v8f
+#define VHL__avx2 8
+#define NH__avx2 1
+#define VH__avx512 v8f
+#define VHL__avx512 8
+#define NH__avx512 1
+#define DEF_PRIMS_F32(name, SFX, TGT)                                           \
+    DEFINE_PRIMS(float, name##SFX, VH_##SFX, VHL_##SFX, NH_##SFX, GA_##SFX, G4_##SFX, TGT)
+NB_SIMD_EACH(DEF_PRIMS_F32, f32)
+DEFINE_PRIMS(double, f64, v2d, 2, 2, GA_, G4_, )
 
-/* Dispatch on dtype; offsets are in elements. */
-#define PTR(T, p, off) ((p) ? (const T *)(p) + (off) : NULL)
+typedef struct prims_f32 {
+    void (*acc)(const float *x, int64_t n, double k, double *s);
+    void (*acc4)(const float *x, const float *gy, const float *w, int64_t n, double k,
+                 double *s);
+    void (*acc_rows)(const float *x, int64_t rows, int64_t stride, int64_t n, double k,
+                     double *s);
+    void (*acc4_rows)(const float *x, const float *gy, int64_t rows, int64_t stride, int64_t n,
+                      double k, double *s);
+    void (*apply)(const float *x, float *y, int64_t n, double k, double a, double b,
+                  const float *gam, const float *bet);
+    void (*dx)(const float *x, const float *gy, const float *w, float *dx, int64_t n, double k,
+               double A, double B, double C);
+    void (*part)(const float *x, const float *gy, int64_t n, double k, double a, double b,
+                 float *pg, float *pb);
+} prims_f32;
 
-static void acc(int f64, const void *x, int64_t off, int64_t n, double k, double *s)
-{
-    if (f64)
-        acc_f64(PTR(double, x, off), n, k, s);
-    else
-        acc_f32(PTR(float, x, off), n, k, s);
-}
-
-static void acc4(int f64, const void *x, const void *gy, const void *w, int64_t off,
-                 int64_t woff, int64_t n, double k, double *s)
-{
-    if (f64)
-        acc4_f64(PTR(double, x, off), PTR(double, gy, off), PTR(double, w, woff), n, k, s);
-    else
-        acc4_f32(PTR(float, x, off), PTR(float, gy, off), PTR(float, w, woff), n, k, s);
-}
-
-static void apply(int f64, const void *x, void *y, int64_t off, int64_t n, double k, double a,
-                  double b, const void *gam, const void *bet)
-{
-    if (f64)
-        apply_f64(PTR(double, x, off), (double *)y + off, n, k, a, b, gam, bet);
-    else
-        apply_f32(PTR(float, x, off), (float *)y + off, n, k, a, b, gam, bet);
-}
-
-static void dxrow(int f64, const void *x, const void *gy, const void *w, void *dx, int64_t off,
-                  int64_t n, double k, double A, double B, double C)
-{
-    if (f64)
-        dx_f64(PTR(double, x, off), PTR(double, gy, off), w, (double *)dx + off, n, k, A, B, C);
-    else
-        dx_f32(PTR(float, x, off), PTR(float, gy, off), w, (float *)dx + off, n, k, A, B, C);
-}
-
-/* partial sums pg += gy xhat, pb += gy in x's type (pb NULL: none) */
-static void part(int f64, const void *x, const void *gy, int64_t off, int64_t n, double k,
-                 double mean, double rstd, void *pg, void *pb)
-{
-    double b = -(mean - k) * rstd;
-    if (f64)
-        part_f64(PTR(double, x, off), PTR(double, gy, off), n, k, rstd, b, pg, pb);
-    else
-        part_f32(PTR(float, x, off), PTR(float, gy, off), n, k, rstd, b, pg, pb);
-}
+#define PRIMS_F32(SFX)                                                          \
+    {acc_f32##SFX, acc4_f32##SFX, acc_rows_f32##SFX, acc4_rows_f32##SFX, apply_f32##SFX,   \
+     dx_f32##SFX, part_f32##SFX}
+static const prims_f32 prims_f32_simd[NB_SIMD_LEVELS] = {PRIMS_F32(), PRIMS_F32(_avx2),
+                                                         PRIMS_F32(_avx512)};
 
 static double ld(int f64, const void *p, int64_t i)
 {
@@ -285,7 +377,77 @@ typedef struct job {
     int64_t G, Cg;   /* group norm: groups, channels per group */
     double *ws;
     int64_t nblk;
+    const prims_f32 *pf; /* the f32 loops of the SIMD level in use */
 } job;
+
+/* Dispatch on dtype (and for f32 on the SIMD build); offsets are in elements. */
+#define PTR(T, p, off) ((p) ? (const T *)(p) + (off) : NULL)
+
+static void acc(const job *j, const void *x, int64_t off, int64_t n, double k, double *s)
+{
+    if (j->f64)
+        acc_f64(PTR(double, x, off), n, k, s);
+    else
+        j->pf->acc(PTR(float, x, off), n, k, s);
+}
+
+/* acc over `rows` rows of n elements, row r at off + r stride */
+static void acc_rows(const job *j, const void *x, int64_t off, int64_t rows, int64_t stride,
+                     int64_t n, double k, double *s)
+{
+    if (j->f64)
+        acc_rows_f64(PTR(double, x, off), rows, stride, n, k, s);
+    else
+        j->pf->acc_rows(PTR(float, x, off), rows, stride, n, k, s);
+}
+
+/* acc4 (no w) over `rows` rows of n elements, row r at off + r stride */
+static void acc4_rows(const job *j, const void *x, const void *gy, int64_t off, int64_t rows,
+                      int64_t stride, int64_t n, double k, double *s)
+{
+    if (j->f64)
+        acc4_rows_f64(PTR(double, x, off), PTR(double, gy, off), rows, stride, n, k, s);
+    else
+        j->pf->acc4_rows(PTR(float, x, off), PTR(float, gy, off), rows, stride, n, k, s);
+}
+
+static void acc4(const job *j, const void *x, const void *gy, const void *w, int64_t off,
+                 int64_t woff, int64_t n, double k, double *s)
+{
+    if (j->f64)
+        acc4_f64(PTR(double, x, off), PTR(double, gy, off), PTR(double, w, woff), n, k, s);
+    else
+        j->pf->acc4(PTR(float, x, off), PTR(float, gy, off), PTR(float, w, woff), n, k, s);
+}
+
+static void apply(const job *j, const void *x, void *y, int64_t off, int64_t n, double k, double a,
+                  double b, const void *gam, const void *bet)
+{
+    if (j->f64)
+        apply_f64(PTR(double, x, off), (double *)y + off, n, k, a, b, gam, bet);
+    else
+        j->pf->apply(PTR(float, x, off), (float *)y + off, n, k, a, b, gam, bet);
+}
+
+static void dxrow(const job *j, const void *x, const void *gy, const void *w, void *dx, int64_t off,
+                  int64_t n, double k, double A, double B, double C)
+{
+    if (j->f64)
+        dx_f64(PTR(double, x, off), PTR(double, gy, off), w, (double *)dx + off, n, k, A, B, C);
+    else
+        j->pf->dx(PTR(float, x, off), PTR(float, gy, off), w, (float *)dx + off, n, k, A, B, C);
+}
+
+/* partial sums pg += gy xhat, pb += gy in x's type (pb NULL: none) */
+static void part(const job *j, const void *x, const void *gy, int64_t off, int64_t n, double k,
+                 double mean, double rstd, void *pg, void *pb)
+{
+    double b = -(mean - k) * rstd;
+    if (j->f64)
+        part_f64(PTR(double, x, off), PTR(double, gy, off), n, k, rstd, b, pg, pb);
+    else
+        j->pf->part(PTR(float, x, off), PTR(float, gy, off), n, k, rstd, b, pg, pb);
+}
 
 /* BATCH_NORM over channels [c0, c1) */
 static void bn_fwd(void *ctx, int64_t c0, int64_t c1)
@@ -298,8 +460,7 @@ static void bn_fwd(void *ctx, int64_t c0, int64_t c1)
         if (p->training) {
             double s[2] = {0, 0};
             k = shift_of(j->f64, j->x, c * j->S, j->S);
-            for (int64_t n = 0; n < j->N; n++)
-                acc(j->f64, j->x, (n * j->C + c) * j->S, j->S, k, s);
+            acc_rows(j, j->x, c * j->S, j->N, j->C * j->S, j->S, k, s);
             finish(s, k, M, p->eps, &mean, &var, &rstd);
             if (j->rm) {
                 double mo = p->momentum;
@@ -315,7 +476,7 @@ static void bn_fwd(void *ctx, int64_t c0, int64_t c1)
         double a = j->gam ? ld(j->f64, j->gam, c) * rstd : rstd;
         double b = (j->bet ? ld(j->f64, j->bet, c) : 0.0) - (mean - k) * a;
         for (int64_t n = 0; n < j->N; n++)
-            apply(j->f64, j->x, j->y, (n * j->C + c) * j->S, j->S, k, a, b, NULL, NULL);
+            apply(j, j->x, j->y, (n * j->C + c) * j->S, j->S, k, a, b, NULL, NULL);
     }
 }
 
@@ -333,8 +494,7 @@ static void bn_affine(void *ctx, int64_t c0, int64_t c1)
     for (int64_t c = c0; c < c1; c++) {
         double t[4] = {0, 0, 0, 0}, mean, var, rstd;
         double k = j->p->training ? shift_of(j->f64, j->x, c * j->S, j->S) : ld(j->f64, j->rm, c);
-        for (int64_t n = 0; n < j->N; n++)
-            acc4(j->f64, j->x, j->gy, NULL, (n * C + c) * j->S, 0, j->S, k, t);
+        acc4_rows(j, j->x, j->gy, c * j->S, j->N, C * j->S, j->S, k, t);
         if (j->p->training) {
             finish(t, k, j->N * j->S, j->p->eps, &mean, &var, &rstd);
         } else {
@@ -369,7 +529,7 @@ static void bn_grad(void *ctx, int64_t c0, int64_t c1)
             A = gam / sqrt(ld(j->f64, j->rv, c) + j->p->eps);
         }
         for (int64_t n = 0; n < j->N; n++)
-            dxrow(j->f64, j->x, j->gy, NULL, j->y, (n * j->C + c) * j->S, j->S, k, A, B, C);
+            dxrow(j, j->x, j->gy, NULL, j->y, (n * j->C + c) * j->S, j->S, k, A, B, C);
     }
 }
 
@@ -380,7 +540,7 @@ static void row_stats(const job *j, int64_t r, double *kp, double *mean, double 
     double s[2] = {0, 0}, var;
     double k = j->rms ? 0.0 : shift_of(j->f64, j->x, r * j->D, j->D);
     *kp = k;
-    acc(j->f64, j->x, r * j->D, j->D, k, s);
+    acc(j, j->x, r * j->D, j->D, k, s);
     if (j->rms) {
         *mean = 0;
         *rstd = 1.0 / sqrt(s[1] / (double)j->D + j->p->eps);
@@ -396,7 +556,7 @@ static void ln_fwd(void *ctx, int64_t r0, int64_t r1)
     for (int64_t r = r0; r < r1; r++) {
         double k, mean, rstd;
         row_stats(j, r, &k, &mean, &rstd);
-        apply(j->f64, j->x, j->y, r * j->D, j->D, k, rstd, -(mean - k) * rstd, j->gam, j->bet);
+        apply(j, j->x, j->y, r * j->D, j->D, k, rstd, -(mean - k) * rstd, j->gam, j->bet);
     }
 }
 
@@ -409,7 +569,7 @@ static void ln_grad(void *ctx, int64_t r0, int64_t r1)
     double D = (double)j->D;
     for (int64_t r = r0; r < r1; r++) {
         double t[4] = {0, 0, 0, 0}, k = rms ? 0.0 : shift_of(j->f64, j->x, r * j->D, j->D);
-        acc4(j->f64, j->x, j->gy, j->gam, r * j->D, 0, j->D, k, t);
+        acc4(j, j->x, j->gy, j->gam, r * j->D, 0, j->D, k, t);
         double mean = 0, var, rstd, mg = 0;
         if (rms) {
             rstd = 1.0 / sqrt(t[1] / D + j->p->eps);
@@ -419,7 +579,7 @@ static void ln_grad(void *ctx, int64_t r0, int64_t r1)
         }
         double mgx = rstd * (t[3] - (mean - k) * t[2]) / D; /* mean(g xhat) */
         double B = -rstd * rstd * mgx;
-        dxrow(j->f64, j->x, j->gy, j->gam, j->y, r * j->D, j->D, k, rstd, B,
+        dxrow(j, j->x, j->gy, j->gam, j->y, r * j->D, j->D, k, rstd, B,
               -rstd * mg + (k - mean) * B);
     }
 }
@@ -438,7 +598,7 @@ static void ln_affine_blocks(void *ctx, int64_t b0, int64_t b1)
         for (int64_t r = r0; r < r1; r++) {
             double k, mean, rstd;
             row_stats(j, r, &k, &mean, &rstd);
-            part(j->f64, j->x, j->gy, r * j->D, j->D, k, mean, rstd, pg, pb);
+            part(j, j->x, j->gy, r * j->D, j->D, k, mean, rstd, pg, pb);
         }
     }
 }
@@ -476,12 +636,12 @@ static void gn_fwd(void *ctx, int64_t r0, int64_t r1)
     for (int64_t r = r0; r < r1; r++) {
         int64_t off = r * len, c0 = (r % j->G) * j->Cg;
         double s[2] = {0, 0}, k = shift_of(j->f64, j->x, off, len), mean, var, rstd;
-        acc(j->f64, j->x, off, len, k, s);
+        acc(j, j->x, off, len, k, s);
         finish(s, k, len, j->p->eps, &mean, &var, &rstd);
         for (int64_t c = 0; c < j->Cg; c++) {
             double a = j->gam ? ld(j->f64, j->gam, c0 + c) * rstd : rstd;
             double b = (j->bet ? ld(j->f64, j->bet, c0 + c) : 0.0) - (mean - k) * a;
-            apply(j->f64, j->x, j->y, off + c * j->S, j->S, k, a, b, NULL, NULL);
+            apply(j, j->x, j->y, off + c * j->S, j->S, k, a, b, NULL, NULL);
         }
     }
 }
@@ -496,7 +656,7 @@ static void gn_grad(void *ctx, int64_t r0, int64_t r1)
         double s[4] = {0, 0, 0, 0}, k = shift_of(j->f64, j->x, off, len), mean, var, rstd;
         for (int64_t c = 0; c < j->Cg; c++) {
             double t[4] = {0, 0, 0, 0}, gam = j->gam ? ld(j->f64, j->gam, c0 + c) : 1.0;
-            acc4(j->f64, j->x, j->gy, NULL, off + c * j->S, 0, j->S, k, t);
+            acc4(j, j->x, j->gy, NULL, off + c * j->S, 0, j->S, k, t);
             s[0] += t[0];
             s[1] += t[1];
             s[2] += gam * t[2];
@@ -507,7 +667,7 @@ static void gn_grad(void *ctx, int64_t r0, int64_t r1)
         double B = -rstd * rstd * mgx, C = -rstd * mg + (k - mean) * B;
         for (int64_t c = 0; c < j->Cg; c++) {
             double gam = j->gam ? ld(j->f64, j->gam, c0 + c) : 1.0;
-            dxrow(j->f64, j->x, j->gy, NULL, j->y, off + c * j->S, j->S, k, gam * rstd, B, C);
+            dxrow(j, j->x, j->gy, NULL, j->y, off + c * j->S, j->S, k, gam * rstd, B, C);
         }
     }
 }
@@ -519,7 +679,7 @@ static void gn_stats(void *ctx, int64_t r0, int64_t r1)
     int64_t len = j->Cg * j->S;
     for (int64_t r = r0; r < r1; r++) {
         double s[2] = {0, 0}, k = shift_of(j->f64, j->x, r * len, len), var;
-        acc(j->f64, j->x, r * len, len, k, s);
+        acc(j, j->x, r * len, len, k, s);
         j->ws[3 * r] = k;
         finish(s, k, len, j->p->eps, &j->ws[3 * r + 1], &var, &j->ws[3 * r + 2]);
     }
@@ -535,7 +695,7 @@ static void gn_affine(void *ctx, int64_t c0, int64_t c1)
             int64_t r = n * j->G + c / j->Cg;
             const double *w = j->ws + 3 * r; /* shift, mean, rstd */
             double t[4] = {0, 0, 0, 0};
-            acc4(j->f64, j->x, j->gy, NULL, (n * j->C + c) * j->S, 0, j->S, w[0], t);
+            acc4(j, j->x, j->gy, NULL, (n * j->C + c) * j->S, 0, j->S, w[0], t);
             dg += w[2] * (t[3] - (w[1] - w[0]) * t[2]);
             db += t[2];
         }
@@ -648,7 +808,7 @@ nb_status nb_cpu_norm(const nb_kernel_call *c)
                   c->op == NB_OP_GROUP_NORM || c->op == NB_OP_RMS_NORM;
 
     job j = {.p = p, .rms = is_rms, .f64 = dt == NB_F64, .x = nb_tensor_data(x),
-             .y = nb_tensor_data(c->out)};
+             .y = nb_tensor_data(c->out), .pf = &prims_f32_simd[nb_simd_level()]};
     int64_t numel = nb_tensor_numel(x), A; /* A: size of the affine dim (C or D) */
     if (is_bn || is_gn) {
         if (x->ndim < 2)

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "kernels/cpu.h"
+#include "kernels/elementwise_simd.h"
 #include "kernels/threadpool.h"
 
 #define RTILE 1024            /* accumulators per column tile */
@@ -241,7 +242,7 @@ static const reduce_impl sum_f32_avx512_impl = {sizeof(double),    sum_f32_avx51
 static const reduce_impl *impl_of(int kind, int slot)
 {
 #ifdef HAVE_SUM_F32_AVX512
-    if (kind == 0 && slot == 0 && __builtin_cpu_supports("avx512f"))
+    if (kind == 0 && slot == 0 && nb_simd_level() >= NB_SIMD_AVX512)
         return &sum_f32_avx512_impl;
 #endif
     return &impls[kind][slot];

@@ -12,13 +12,17 @@
  * in PyTorch; a row of all -inf gives NaN likewise. Output may alias input.
  *
  * f32 uses its own exp for arguments <= 0 (all that softmax needs), written so
- * that the compiler vectorises it; f64 uses libm's exp.
+ * that the compiler vectorises it; f64 uses libm's exp. The f32 loops are
+ * also built for AVX2 and AVX-512 and picked at run time (elementwise_simd.h):
+ * the max and sum lanes are explicit (LANES), so a wider vector runs the same
+ * per-lane operations in the same order and gives the same bits.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/cpu.h"
+#include "kernels/elementwise_simd.h"
 #include "kernels/threadpool.h"
 
 #define STILE 64          /* inner columns per tile */
@@ -73,10 +77,11 @@ static inline float exp_nonpos_f32(float x)
     return u2f((nan_mask & ix) | (~nan_mask & yb));
 }
 
-/* Shared loops; EXP is the exponential for arguments <= 0. */
-#define DEFINE_SOFTMAX(NAME, T, EXP)                                              \
+/* Shared loops; EXP is the exponential for arguments <= 0, TGT the target
+ * attribute of the build (empty: baseline). */
+#define DEFINE_SOFTMAX(NAME, T, EXP, TGT)                                         \
     /* max of a contiguous row (a NaN is skipped here; it poisons the sum) */   \
-    static T NAME##_rowmax(const T *x, int64_t n)                                 \
+    TGT static T NAME##_rowmax(const T *x, int64_t n)                             \
     {                                                                             \
         T m[LANES], r = -INFINITY;                                                \
         for (int l = 0; l < LANES; l++)                                           \
@@ -95,7 +100,7 @@ static inline float exp_nonpos_f32(float x)
         return r;                                                                 \
     }                                                                             \
     /* e[i] = exp(x[i] - m) for i < n <= BLOCK; returns the sum of e */         \
-    static double NAME##_expsum(const T *x, T *e, int64_t n, T m)                 \
+    TGT static double NAME##_expsum(const T *x, T *e, int64_t n, T m)             \
     {                                                                             \
         for (int64_t i = 0; i < n; i++)                                           \
             e[i] = EXP(x[i] - m);                                                 \
@@ -113,7 +118,7 @@ static inline float exp_nonpos_f32(float x)
             t += s[l];                                                            \
         return t;                                                                 \
     }                                                                             \
-    static void NAME##_row(const T *x, T *y, int64_t A, int lg)                   \
+    TGT static void NAME##_row(const T *x, T *y, int64_t A, int lg)               \
     {                                                                             \
         T m = NAME##_rowmax(x, A), tmp[BLOCK];                                    \
         double s = 0;                                                             \
@@ -132,7 +137,7 @@ static inline float exp_nonpos_f32(float x)
         }                                                                         \
     }                                                                             \
     /* tl columns of stride inner: per-column max, sum and output */            \
-    static void NAME##_tile(const T *x, T *y, int64_t A, int64_t inner, int64_t tl, int lg) \
+    TGT static void NAME##_tile(const T *x, T *y, int64_t A, int64_t inner, int64_t tl, int lg) \
     {                                                                             \
         T m[STILE], e[STILE], k[STILE];                                           \
         double s[STILE];                                                          \
@@ -165,7 +170,7 @@ static inline float exp_nonpos_f32(float x)
         }                                                                         \
     }                                                                             \
     /* units [begin, end): one per (outer row, column tile) */                  \
-    static void NAME##_items(void *ctx, int64_t begin, int64_t end)               \
+    TGT static void NAME##_items(void *ctx, int64_t begin, int64_t end)           \
     {                                                                             \
         const softmax_plan *p = ctx;                                              \
         for (int64_t u = begin; u < end; u++) {                                   \
@@ -188,8 +193,13 @@ typedef struct softmax_plan {
     int log;
 } softmax_plan;
 
-DEFINE_SOFTMAX(sm_f32, float, exp_nonpos_f32)
-DEFINE_SOFTMAX(sm_f64, double, exp)
+/* f32: one build per SIMD level (elementwise_simd.h), sm_f32 the baseline */
+#define DEF_SM_F32(name, SFX, TGT) DEFINE_SOFTMAX(name##SFX, float, exp_nonpos_f32, TGT)
+NB_SIMD_EACH(DEF_SM_F32, sm_f32)
+DEFINE_SOFTMAX(sm_f64, double, exp, )
+
+static const nb_range_fn sm_f32_items_simd[NB_SIMD_LEVELS] = {sm_f32_items, sm_f32_avx2_items,
+                                                              sm_f32_avx512_items};
 
 /* SOFTMAX, LOG_SOFTMAX over nb_axis_params.axis; see the top of the file. */
 nb_status nb_cpu_softmax(const nb_kernel_call *c)
@@ -226,7 +236,7 @@ nb_status nb_cpu_softmax(const nb_kernel_call *c)
     p.ntiles = p.inner == 1 ? 1 : (p.inner + STILE - 1) / STILE;
     int64_t units = outer * p.ntiles;
     int64_t per_unit = p.A * (p.inner < STILE ? p.inner : STILE);
-    nb_range_fn fn = x->dtype == NB_F32 ? sm_f32_items : sm_f64_items;
+    nb_range_fn fn = x->dtype == NB_F32 ? sm_f32_items_simd[nb_simd_level()] : sm_f64_items;
     if (units == 1 || units * per_unit < GRAIN_ELEMS) {
         fn(&p, 0, units);
     } else {
