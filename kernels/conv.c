@@ -554,6 +554,7 @@ typedef struct job {
     size_t slot;
     int64_t nslots, nitems;
     const float *res;         /* CONV_ADD's residual (out's shape), or NULL */
+    atomic_int_fast64_t next; /* CONV2D, CONV_TRANSPOSE2D: the next item to take */
 } job;
 
 static char *slot_col(const job *j, int64_t s) { return j->ws ? j->ws + (size_t)s * j->slot : NULL; }
@@ -723,19 +724,27 @@ static void item_grad_weight(const job *j, int64_t item, char *col, char *acc)
 }
 
 /* Slots [s0, s1): slot s runs items (units) [s*nitems/nslots, (s+1)*nitems/nslots). */
+/* Each slot (a thread's column buffer) takes items in turn, so a thread
+ * kept off its CPU leaves its items to the others: every item writes its own
+ * outputs, whoever runs it. The weight gradient's items accumulate into
+ * their slot's sum instead, merged in slot order: a fixed share a slot, so
+ * that the result does not depend on the timing. */
 static void run_slots(void *ctx, int64_t s0, int64_t s1)
 {
-    const job *j = ctx;
+    job *j = ctx;
     for (int64_t s = s0; s < s1; s++) {
-        int64_t b = s * j->nitems / j->nslots, e = (s + 1) * j->nitems / j->nslots;
         char *col = slot_col(j, s);
-        for (int64_t it = b; it < e; it++) {
+        if (j->m->op == NB_OP_CONV2D_GRAD_WEIGHT) {
+            int64_t b = s * j->nitems / j->nslots, e = (s + 1) * j->nitems / j->nslots;
+            for (int64_t it = b; it < e; it++)
+                item_grad_weight(j, it, col, s == 0 ? j->out : slot_acc(j, s));
+            continue;
+        }
+        for (int64_t it; (it = atomic_fetch_add(&j->next, 1)) < j->nitems;) {
             if (j->m->op == NB_OP_CONV2D)
                 unit_conv2d(j, it, col);
-            else if (j->m->op == NB_OP_CONV_TRANSPOSE2D)
-                item_transpose(j, it, col);
             else
-                item_grad_weight(j, it, col, s == 0 ? j->out : slot_acc(j, s));
+                item_transpose(j, it, col);
         }
     }
 }
@@ -808,7 +817,7 @@ static bool conv_add_split(const nb_kernel_call *c, nb_kernel_call *inner, nb_co
 
 static nb_status run_conv(const nb_kernel_call *c, const nb_tensor *res,
                           const nb_conv_params *post);
-static nb_status run_paths(const nb_kernel_call *c, geom *mp, job *jp);
+static nb_status run_paths(const nb_kernel_call *c, geom *m, job *j);
 
 nb_status nb_cpu_conv(const nb_kernel_call *c)
 {
@@ -854,7 +863,7 @@ static nb_status run_conv(const nb_kernel_call *c, const nb_tensor *res,
     }
     job j = {&m, nb_tensor_data(c->in[0]), nb_tensor_data(c->in[1]),
              c->n_in == 3 ? nb_tensor_data(c->in[2]) : NULL, nb_tensor_data(c->out), NULL,
-             slot_bytes(&m), 0, items_of(&m), res ? nb_tensor_data(res) : NULL};
+             slot_bytes(&m), 0, items_of(&m), res ? nb_tensor_data(res) : NULL, 0};
     nb_status done = run_paths(c, &m, &j);
     if (done == NB_OK && res && (m.dconv || m.dw || j.nitems == 0 || m.K == 0 || m.COG == 0))
         add_residual(&m, (float *)j.out, j.res, 1, nb_tensor_numel(c->out), 0);
@@ -863,40 +872,37 @@ static nb_status run_conv(const nb_kernel_call *c, const nb_tensor *res,
 
 /* The conv's paths (the residual of CONV_ADD is added inside Winograd and
  * the GEMM units; the caller adds it after the others). */
-static nb_status run_paths(const nb_kernel_call *c, geom *mp, job *jp)
+static nb_status run_paths(const nb_kernel_call *c, geom *m, job *j)
 {
-    geom m = *mp;
-    job j = *jp;
-    j.m = &m;
-    size_t out_bytes = (size_t)nb_tensor_numel(c->out) * m.es;
-    if (j.nitems == 0 || m.K == 0 || m.COG == 0) {
+    size_t out_bytes = (size_t)nb_tensor_numel(c->out) * m->es;
+    if (j->nitems == 0 || m->K == 0 || m->COG == 0) {
         /* an empty sum: zeros, plus the bias broadcast over the output */
-        memset(j.out, 0, out_bytes);
-        if (j.bias && m.op != NB_OP_CONV2D_GRAD_WEIGHT)
-            add_bias(m.dt, j.bias, j.out, c->out->shape[0], c->out->shape[1],
+        memset(j->out, 0, out_bytes);
+        if (j->bias && m->op != NB_OP_CONV2D_GRAD_WEIGHT)
+            add_bias(m->dt, j->bias, j->out, c->out->shape[0], c->out->shape[1],
                      c->out->shape[2] * c->out->shape[3]);
-        if (m.clamp)
-            epilogue(&m, NULL, j.out, c->out->shape[0] * c->out->shape[1],
+        if (m->clamp)
+            epilogue(m, NULL, j->out, c->out->shape[0] * c->out->shape[1],
                      c->out->shape[2] * c->out->shape[3], c->out->shape[2] * c->out->shape[3]);
         return NB_OK;
     }
-    if (m.dconv) {
-        nb_dconv g = dconv_geom(&m);
-        if (!nb_dconv_f32(&g, (const float *)j.a, (const float *)j.b, (const float *)j.bias,
-                          (float *)j.out, c->workspace, c->workspace_size))
+    if (m->dconv) {
+        nb_dconv g = dconv_geom(m);
+        if (!nb_dconv_f32(&g, (const float *)j->a, (const float *)j->b, (const float *)j->bias,
+                          (float *)j->out, c->workspace, c->workspace_size))
             return nb_error(NB_ERR_ALLOC, "conv2d: out of memory for the repacked weights");
         return NB_OK;
     }
-    if (m.dw) {
-        nb_dw g = dw_geom(&m);
-        if (!nb_dw_conv_f32(&g, (const float *)j.a, (const float *)j.b, (const float *)j.bias,
-                            (float *)j.out, c->workspace, c->workspace_size))
+    if (m->dw) {
+        nb_dw g = dw_geom(m);
+        if (!nb_dw_conv_f32(&g, (const float *)j->a, (const float *)j->b, (const float *)j->bias,
+                            (float *)j->out, c->workspace, c->workspace_size))
             return nb_error(NB_ERR_ALLOC, "conv2d: out of memory for the depthwise scratch");
         return NB_OK;
     }
-    if (m.wino) {
-        bool gw = m.op == NB_OP_CONV2D_GRAD_WEIGHT;
-        size_t need = nb_wino_workspace(&m.wg, gw, 1), have = c->workspace_size;
+    if (m->wino) {
+        bool gw = m->op == NB_OP_CONV2D_GRAD_WEIGHT;
+        size_t need = nb_wino_workspace(&m->wg, gw, 1), have = c->workspace_size;
         char *ws = c->workspace;
         void *mine = NULL;
         if (!ws || have < need) { /* no (or a stale) workspace: one slot of our own */
@@ -906,62 +912,62 @@ static nb_status run_paths(const nb_kernel_call *c, geom *mp, job *jp)
                 return nb_error(NB_ERR_ALLOC, "%s: out of memory for a %zu-byte Winograd workspace",
                                 nb_op_name(c->op), need);
         }
-        const float *u = gw ? NULL : cached_weights(c, &m.wg, (const float *)j.b);
+        const float *u = gw ? NULL : cached_weights(c, &m->wg, (const float *)j->b);
         if (gw)
-            nb_wino_grad_weight(&m.wg, (const float *)j.a, (const float *)j.b, (float *)j.out, ws,
+            nb_wino_grad_weight(&m->wg, (const float *)j->a, (const float *)j->b, (float *)j->out, ws,
                                 have);
         else if (u)
-            nb_wino_conv_pre(&m.wg, u, (const float *)j.bias, (const float *)j.a, (float *)j.out,
+            nb_wino_conv_pre(&m->wg, u, (const float *)j->bias, (const float *)j->a, (float *)j->out,
                              ws, have);
         else
-            nb_wino_conv(&m.wg, (const float *)j.b, m.op == NB_OP_CONV_TRANSPOSE2D,
-                         (const float *)j.bias, (const float *)j.a, (float *)j.out, ws, have);
+            nb_wino_conv(&m->wg, (const float *)j->b, m->op == NB_OP_CONV_TRANSPOSE2D,
+                         (const float *)j->bias, (const float *)j->a, (float *)j->out, ws, have);
         free(mine);
         return NB_OK;
     }
     int64_t threads = nb_get_num_threads();
-    int64_t want = threads < j.nitems ? threads : j.nitems;
+    int64_t want = threads < j->nitems ? threads : j->nitems;
     if (want < 1)
         want = 1;
     void *own = NULL;
-    if (j.slot == 0) {
-        j.nslots = want;
+    if (j->slot == 0) {
+        j->nslots = want;
     } else {
-        j.nslots = c->workspace ? (int64_t)(c->workspace_size / j.slot) : 0;
-        if (j.nslots > want)
-            j.nslots = want;
-        if (j.nslots >= 1) {
-            j.ws = c->workspace;
+        j->nslots = c->workspace ? (int64_t)(c->workspace_size / j->slot) : 0;
+        if (j->nslots > want)
+            j->nslots = want;
+        if (j->nslots >= 1) {
+            j->ws = c->workspace;
         } else { /* no workspace given: one slot of our own */
-            own = aligned_alloc(64, j.slot);
+            own = aligned_alloc(64, j->slot);
             if (!own)
                 return nb_error(NB_ERR_ALLOC, "%s: out of memory for a %zu-byte column buffer",
-                                nb_op_name(c->op), j.slot);
-            j.ws = own;
-            j.nslots = 1;
+                                nb_op_name(c->op), j->slot);
+            j->ws = own;
+            j->nslots = 1;
         }
     }
-    if (m.op == NB_OP_CONV2D_GRAD_WEIGHT) {
-        memset(j.out, 0, out_bytes);
-        for (int64_t s = 1; s < j.nslots; s++)
-            memset(slot_acc(&j, s), 0, (size_t)(m.CO * m.K) * m.es);
+    if (m->op == NB_OP_CONV2D_GRAD_WEIGHT) {
+        memset(j->out, 0, out_bytes);
+        for (int64_t s = 1; s < j->nslots; s++)
+            memset(slot_acc(j, s), 0, (size_t)(m->CO * m->K) * m->es);
     }
-    if (j.nslots > 1) {
+    if (j->nslots > 1) {
         /* each thread runs whole GEMMs (nb_gemm inside a pool job runs inline) */
-        nb_parallel_for(j.nslots, 1, run_slots, &j);
+        nb_parallel_for(j->nslots, 1, run_slots, j);
     } else {
-        run_slots(&j, 0, 1);
+        run_slots(j, 0, 1);
     }
-    if (m.op == NB_OP_CONV2D_GRAD_WEIGHT && j.nslots > 1) {
-        int64_t n = m.CO * m.K;
-        for (int64_t s = 1; s < j.nslots; s++) {
-            const char *acc = slot_acc(&j, s);
-            if (m.dt == NB_F32)
+    if (m->op == NB_OP_CONV2D_GRAD_WEIGHT && j->nslots > 1) {
+        int64_t n = m->CO * m->K;
+        for (int64_t s = 1; s < j->nslots; s++) {
+            const char *acc = slot_acc(j, s);
+            if (m->dt == NB_F32)
                 for (int64_t i = 0; i < n; i++)
-                    ((float *)j.out)[i] += ((const float *)acc)[i];
+                    ((float *)j->out)[i] += ((const float *)acc)[i];
             else
                 for (int64_t i = 0; i < n; i++)
-                    ((double *)j.out)[i] += ((const double *)acc)[i];
+                    ((double *)j->out)[i] += ((const double *)acc)[i];
         }
     }
     free(own);
