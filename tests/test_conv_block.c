@@ -304,6 +304,40 @@ START_TEST(test_training_graph_not_fused)
 }
 END_TEST
 
+/* A plan compiled for one thread (scratch for one) and run with three:
+ * the threads without a slot of the workspace bring their own, same bits. */
+START_TEST(test_more_threads_than_compiled)
+{
+    nb_rng_init(&rng, 11);
+    built b;
+    build(&cases[2], &b); /* 56x56, residual */
+    nb_set_num_threads(1);
+    nb_plan *plan = nb_compile(b.g, 1, &b.out, NULL);
+    ck_assert_ptr_nonnull(plan);
+    nb_session *s = nb_session_new(plan);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(nb_session_run(s), NB_OK);
+    nb_tensor t1, t3;
+    ck_assert_int_eq(nb_session_fetch(s, b.out, &t1), NB_OK);
+    nb_tensor c1;
+    ck_assert_int_eq(nb_tensor_contiguous(&t1, &c1), NB_OK);
+    nb_set_num_threads(3);
+    ck_assert_int_eq(nb_session_run(s), NB_OK);
+    ck_assert_int_eq(nb_session_fetch(s, b.out, &t3), NB_OK);
+    int64_t n = nb_tensor_numel(&c1);
+    const float *a = nb_tensor_data(&c1), *z = nb_tensor_data(&t3);
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_msg(same_bits(a[i], z[i]), "element %lld differs at 3 threads", (long long)i);
+    nb_tensor_release(&t1);
+    nb_tensor_release(&t3);
+    nb_tensor_release(&c1);
+    nb_session_free(s);
+    nb_plan_free(plan);
+    nb_set_num_threads(2);
+    unbuild(&b);
+}
+END_TEST
+
 /* Calls the kernel does not cover are refused with an error, not run. */
 START_TEST(test_bad_calls)
 {
@@ -342,6 +376,7 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_block_case, 0, (int)(sizeof cases / sizeof cases[0]));
     tcase_add_test(tc, test_training_graph_not_fused);
+    tcase_add_test(tc, test_more_threads_than_compiled);
     tcase_add_test(tc, test_bad_calls);
     suite_add_tcase(s, tc);
     return nb_run_suite(s);
