@@ -130,6 +130,38 @@ SUM_STORE_FLOAT(sum_f32, float)
  * operations lane by lane, so the same bits; picked at run time */
 #define HAVE_SUM_F32_AVX512 1
 DEFINE_SUM_TGT(sum_f32_avx512, float, double, __attribute__((target("avx512f"))))
+#include <immintrin.h>
+
+/* out[u] = (float)(sum(x[u*L .. u*L + L)) * scale) for rows of L contiguous
+ * floats (a global average pool: 49 floats a row), row after row without
+ * the general loop's odometer and calls: sum_f32_run's arithmetic spelled
+ * out in registers (LANES = 16 double lanes in two vectors, the tail summed
+ * in order, the lanes folded by the same halving tree), so the same bits. */
+__attribute__((target("avx512f"))) static void sum_rows_f32_avx512(const float *x, int64_t L,
+                                                                    int64_t rows, float *out,
+                                                                    double scale)
+{
+    _Static_assert(LANES == 16, "two vectors of 8 double lanes");
+    for (int64_t u = 0; u < rows; u++, x += L) {
+        __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
+        int64_t i = 0;
+        for (; i + 16 <= L; i += 16) {
+            __m512 v = _mm512_loadu_ps(x + i);
+            lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+            hi = _mm512_add_pd(
+                hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+        }
+        double t = 0;
+        for (; i < L; i++)
+            t += (double)x[i];
+        __m512d s8 = _mm512_add_pd(lo, hi); /* s[l] += s[l + 8] */
+        __m256d s4 = _mm256_add_pd(_mm512_castpd512_pd256(s8), _mm512_extractf64x4_pd(s8, 1));
+        __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+        double acc = 0.0;
+        acc += (_mm_cvtsd_f64(s2) + _mm_cvtsd_f64(_mm_unpackhi_pd(s2, s2))) + t;
+        out[u] = (float)(acc * scale);
+    }
+}
 #endif
 DEFINE_SUM(sum_f64, double, double)
 SUM_STORE_FLOAT(sum_f64, double)
@@ -306,6 +338,15 @@ static void reduce_items(void *ctx, int64_t begin, int64_t end)
 {
     const reduce_plan *p = ctx;
     const reduce_impl *im = p->im;
+#ifdef HAVE_SUM_F32_AVX512
+    /* whole contiguous rows, one an output */
+    if (im == &sum_f32_avx512_impl && !p->kept_last && p->nr == 0 && p->nchunks == 1 &&
+        (p->nk == 0 || (p->nk == 1 && p->kstride[0] == p->L))) {
+        sum_rows_f32_avx512((const float *)p->x + begin * p->L, p->L, end - begin,
+                            (float *)p->out + begin, p->scale);
+        return;
+    }
+#endif
     double accbuf[RTILE]; /* 8-byte slots: room for RTILE accumulators of any type */
     for (int64_t w = begin; w < end; w++) {
         int64_t u = w / p->nchunks, c = w % p->nchunks;

@@ -735,6 +735,63 @@ END_TEST
 
 /* ---- the level choice ------------------------------------------------------ */
 
+/* ---- f32 sums (reduce.c: its AVX-512 build, and its row-by-row path for
+ * outputs that are each one contiguous run, a global average pool) ----- */
+
+typedef struct red_ctx {
+    nb_op op;
+    const nb_tensor *x;
+    nb_reduce_params p;
+} red_ctx;
+
+static void run_reduce(const void *vc, nb_tensor *const *outs)
+{
+    const red_ctx *c = vc;
+    const nb_tensor *in[1] = {c->x};
+    nb_kernel_call k = {.op = c->op, .n_in = 1, .in = in, .out = outs[0], .params = &c->p};
+    ck_assert_msg(nb_cpu_reduce(&k) == NB_OK, "%s: %s", nb_op_name(c->op), nb_last_error());
+}
+
+START_TEST(sums)
+{
+    static const struct {
+        int ndim;
+        int64_t shape[4];
+        uint32_t axes;
+    } cases[] = {
+        {4, {8, 1280, 7, 7}, 0xC},  /* MobileNetV2's pool at batch 8: rows of 49 */
+        {4, {2, 3, 4, 4}, 0xC},     /* rows of exactly 16 */
+        {4, {3, 5, 1, 1}, 0xC},     /* rows of 1 */
+        {3, {4, 6, 33}, 0x4},       /* rows of 33 */
+        {3, {5, 2, 1000}, 0x4},     /* long rows */
+        {2, {9, 17}, 0x1},          /* column sums (the other path) */
+        {1, {31}, 0x1},             /* the whole tensor */
+    };
+    nb_rng r;
+    nb_rng_init(&r, 77);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int every = 0; every <= 2; every++) {
+            /* normal values, specials mixed in, and magnitudes 1e-10 to
+             * 1e10 (where the order of the double sums shows in the float) */
+            nb_tensor x = mk(&r, cases[i].ndim, cases[i].shape, 3.0, 0.5,
+                             every == 2 ? WIDE : every ? 7 : 0);
+            int64_t oshape[4];
+            for (int d = 0; d < cases[i].ndim; d++)
+                oshape[d] = cases[i].axes >> d & 1 ? 1 : cases[i].shape[d];
+            nb_tensor y = mk_empty(NB_F32, cases[i].ndim, oshape);
+            nb_tensor *outs[1] = {&y};
+            for (int op = 0; op < 2; op++) {
+                red_ctx c = {op ? NB_OP_MEAN : NB_OP_SUM, &x, {cases[i].axes, 1}};
+                char what[96];
+                snprintf(what, sizeof what, "%s case %zu specials %d", nb_op_name(c.op), i, every);
+                check_levels(what, run_reduce, &c, outs, 1);
+            }
+            nb_tensor_release(&x);
+            nb_tensor_release(&y);
+        }
+}
+END_TEST
+
 START_TEST(force_clamps)
 {
     int max = nb_simd_max_level();
@@ -816,6 +873,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, layer_norm);
     tcase_add_test(tc, rms_norm);
     tcase_add_test(tc, group_norm);
+    tcase_add_test(tc, sums);
     suite_add_tcase(s, tc);
     return nb_run_suite(s);
 }
