@@ -180,6 +180,19 @@ typedef float v8f_u __attribute__((vector_size(32), aligned(4)));
         for (; r < rows; r++)                                                   \
             acc_##SFX(x + r * stride, n, k, s);                                 \
     }                                                                           \
+    /* acc4's elements [j0, j1) past its lane blocks, one after another */   \
+    TGT static inline void tail4_##SFX(const T *x, const T *gy, const T *w, int64_t j0, \
+                                       int64_t j1, double k, double *s)         \
+    {                                                                           \
+        for (int64_t j = j0; j < j1; j++) {                                     \
+            double dd = (double)x[j] - k;                                       \
+            double gg = w ? (double)gy[j] * (double)w[j] : (double)gy[j];       \
+            s[0] += dd;                                                         \
+            s[1] += dd * dd;                                                    \
+            s[2] += gg;                                                         \
+            s[3] += gg * dd;                                                    \
+        }                                                                       \
+    }                                                                           \
     /* s[0..3] += sum (x-k), sum (x-k)^2, sum g, sum g (x-k); g = gy w (w NULL: 1) */ \
     TGT static void acc4_##SFX(const T *x, const T *gy, const T *w, int64_t n, double k, \
                                double *s)                                       \
@@ -197,14 +210,7 @@ typedef float v8f_u __attribute__((vector_size(32), aligned(4)));
                 s[2] += FOLD(c[0], l, VHL, NH);                                 \
                 s[3] += FOLD(e[0], l, VHL, NH);                                 \
             }                                                                   \
-            for (int64_t j = i + len / W * W; j < i + len; j++) {               \
-                double dd = (double)x[j] - k;                                   \
-                double gg = (double)gy[j] * (w ? (double)w[j] : 1.0);           \
-                s[0] += dd;                                                     \
-                s[1] += dd * dd;                                                \
-                s[2] += gg;                                                     \
-                s[3] += gg * dd;                                                \
-            }                                                                   \
+            tail4_##SFX(x, gy, w, i + len / W * W, i + len, k, s);             \
         }                                                                       \
     }                                                                           \
     /* for r < rows: acc4(x + r stride, gy + r stride, NULL, n, k, s); rows    \
@@ -226,14 +232,7 @@ typedef float v8f_u __attribute__((vector_size(32), aligned(4)));
                     s[2] += FOLD(c[q], l, VHL, NH);                             \
                     s[3] += FOLD(e[q], l, VHL, NH);                             \
                 }                                                               \
-                for (int64_t j = n / W * W; j < n; j++) {                       \
-                    double dd = (double)xr[q * stride + j] - k;                 \
-                    double gg = (double)gr[q * stride + j];                     \
-                    s[0] += dd;                                                 \
-                    s[1] += dd * dd;                                            \
-                    s[2] += gg;                                                 \
-                    s[3] += gg * dd;                                            \
-                }                                                               \
+                tail4_##SFX(xr + q * stride, gr + q * stride, NULL, n / W * W, n, k, s); \
             }                                                                   \
         }                                                                       \
         for (; r < rows; r++)                                                   \
