@@ -28,6 +28,11 @@
  * those runs are compared (nabla against each peer, 1e-3 of the largest);
  * a mismatch stops the bench.
  *
+ * BENCH_TRACE=1 writes every run's time to stderr as it comes back
+ * ("trace RUNTIME: t1 t2 ... ms", one line a block, warm-up runs included,
+ * in the order the blocks ran), to see where a P99 comes from: which
+ * block, and which runtime ran just before it.
+ *
  * ratio = nabla / peer for every figure (below 1: nabla better). Without
  * onnxruntime (pip install onnxruntime) only PyTorch is reported, and a note
  * says why. The models are generated into NABLA_BENCH_ONNX_DIR, by default
@@ -293,9 +298,12 @@ static bool server_start(server *s, int rt, const char *x_npy, int threads)
     return false;
 }
 
+static bool g_trace; /* BENCH_TRACE */
+
 /* Asks for k runs; appends their times (seconds) to t[*n]. */
 static void take_runs(server *s, int k, double *t, int *n)
 {
+    int n0 = *n;
     char req[32];
     snprintf(req, sizeof req, "run %d", k);
     if (!ask(s, req))
@@ -306,6 +314,12 @@ static void take_runs(server *s, int k, double *t, int *n)
         if (end == p || *n >= MAX_RUNS)
             bench_die(BENCH, "%s: a malformed reply to \"%s\"", RT_NAME[s->rt], req);
         t[(*n)++] = v;
+    }
+    if (g_trace) {
+        fprintf(stderr, "[" BENCH "] trace %s:", RT_NAME[s->rt]);
+        for (int i = n0; i < *n; i++)
+            fprintf(stderr, " %.2f", 1e3 * t[i]);
+        fprintf(stderr, " ms\n");
     }
 }
 
@@ -521,6 +535,7 @@ int main(int argc, char **argv)
     const char *nt = getenv("NABLA_NUM_THREADS");
     int threads = nt && *nt ? nb_get_num_threads() : 2;
     int runs1 = env_int("BENCH_RUNS", 100, 1), runs8 = env_int("BENCH_RUNS", 50, 1);
+    g_trace = env_int("BENCH_TRACE", 0, 0) != 0;
     runs1 = runs1 < MAX_RUNS ? runs1 : MAX_RUNS;
     runs8 = runs8 < MAX_RUNS ? runs8 : MAX_RUNS;
     char load_avg[64] = "?";
