@@ -278,6 +278,23 @@ static nb_status plan_memory(nb_plan *p)
     return st;
 }
 
+nb_kernel_call nb_plan_shape_call(const nb_plan *p, nb_op op, int n_in, const int *in, int out,
+                                  const void *params, nb_tensor *ts, const nb_tensor **ins)
+{
+    for (int k = 0; k <= n_in; k++) {
+        const nb_node *nd = p->values[k < n_in ? in[k] : out].node;
+        nb_tensor *t = &ts[k];
+        memset(t, 0, sizeof(*t));
+        t->dtype = nd->dtype;
+        t->ndim = nd->ndim;
+        memcpy(t->shape, nd->shape, sizeof(t->shape));
+        nb_shape_strides(nd->ndim, nd->shape, t->strides);
+        if (k < n_in)
+            ins[k] = t;
+    }
+    return (nb_kernel_call){op, n_in, ins, &ts[n_in], params, NULL, 0, 0, NULL};
+}
+
 /* The largest scratch any entry asks the backend for. */
 static void plan_workspace(nb_plan *p)
 {
@@ -289,18 +306,7 @@ static void plan_workspace(nb_plan *p)
         const nb_tensor *ins[NB_MAX_DIMS * 4];
         if (e->n_in > NB_MAX_DIMS * 4)
             continue;
-        for (int k = 0; k <= e->n_in; k++) {
-            const nb_node *nd = p->values[k < e->n_in ? e->in[k] : e->value].node;
-            nb_tensor *t = &ts[k];
-            memset(t, 0, sizeof(*t));
-            t->dtype = nd->dtype;
-            t->ndim = nd->ndim;
-            memcpy(t->shape, nd->shape, sizeof(t->shape));
-            nb_shape_strides(nd->ndim, nd->shape, t->strides);
-            if (k < e->n_in)
-                ins[k] = t;
-        }
-        nb_kernel_call c = {e->op, e->n_in, ins, &ts[e->n_in], e->params, NULL, 0, 0, NULL};
+        nb_kernel_call c = nb_plan_shape_call(p, e->op, e->n_in, e->in, e->value, e->params, ts, ins);
         size_t w = p->backend->workspace_size(&c);
         if (w > p->workspace_bytes)
             p->workspace_bytes = w;

@@ -214,18 +214,19 @@ static bool backend_takes(const nb_plan *p, const nb_plan_fused *f, int v, const
         return false;
     nb_tensor ts[9];
     const nb_tensor *ins[8];
-    for (int k = 0; k <= f->n_in; k++) {
-        const nb_node *nd = p->values[k < f->n_in ? f->in[k] : v].node;
-        memset(&ts[k], 0, sizeof ts[k]);
-        ts[k].dtype = nd->dtype;
-        ts[k].ndim = nd->ndim;
-        memcpy(ts[k].shape, nd->shape, sizeof ts[k].shape);
-        nb_shape_strides(nd->ndim, nd->shape, ts[k].strides);
-        if (k < f->n_in)
-            ins[k] = &ts[k];
-    }
-    nb_kernel_call c = {f->op, f->n_in, ins, &ts[f->n_in], params, NULL, 0, 0, NULL};
+    nb_kernel_call c = nb_plan_shape_call(p, f->op, f->n_in, f->in, v, params, ts, ins);
     return p->backend->fusable(&c);
+}
+
+/* A CONV_BLOCK ending at value v that the backend takes; a first layer it
+ * will not take as the expand stays a conv before the block. */
+static bool find_block(const nb_plan *p, const int *readers, int v, nb_plan_fused *f,
+                       nb_conv_block_params *bp, int *gone, int *n_gone)
+{
+    if (match_block(p, readers, v, true, f, bp, gone, n_gone) && backend_takes(p, f, v, bp))
+        return true;
+    return bp->expand == 2 && match_block(p, readers, v, false, f, bp, gone, n_gone) &&
+           backend_takes(p, f, v, bp);
 }
 
 nb_status nb_plan_fuse(nb_plan *p)
@@ -253,23 +254,13 @@ nb_status nb_plan_fuse(nb_plan *p)
         size_t psize = 0;
         if (nd->op == NB_OP_RELU || nd->op == NB_OP_ADD) {
             bool relu = nd->op == NB_OP_RELU;
-            if (!relu && match_block(p, readers, v, true, &f, &bp, gone, &n_gone) &&
-                backend_takes(p, &f, v, &bp))
-                params = &bp, psize = sizeof bp;
-            else if (!relu && bp.expand == 2 &&
-                     match_block(p, readers, v, false, &f, &bp, gone, &n_gone) &&
-                     backend_takes(p, &f, v, &bp))
+            if (!relu && find_block(p, readers, v, &f, &bp, gone, &n_gone))
                 params = &bp, psize = sizeof bp;
             else if (match_conv_add(p, readers, v, relu, &f, &cp, gone, &n_gone) &&
                      backend_takes(p, &f, v, &cp))
                 params = &cp, psize = sizeof cp;
-        } else if (nd->op == NB_OP_CONV2D) {
-            /* a first layer the backend will not take as the expand stays a conv */
-            if ((match_block(p, readers, v, true, &f, &bp, gone, &n_gone) &&
-                 backend_takes(p, &f, v, &bp)) ||
-                (bp.expand == 2 && match_block(p, readers, v, false, &f, &bp, gone, &n_gone) &&
-                 backend_takes(p, &f, v, &bp)))
-                params = &bp, psize = sizeof bp;
+        } else if (find_block(p, readers, v, &f, &bp, gone, &n_gone)) { /* a CONV2D */
+            params = &bp, psize = sizeof bp;
         }
         if (!params)
             continue;
@@ -285,7 +276,6 @@ nb_status nb_plan_fuse(nb_plan *p)
         *keep = f;
         keep->params = mine;
         p->fused[v] = keep;
-        p->n_fused++;
         for (int i = 0; i < n_gone; i++)
             p->values[gone[i]].kind = NB_VALUE_FUSED;
     }

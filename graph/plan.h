@@ -54,8 +54,13 @@ struct nb_plan {
     nb_kernel_cache *caches; /* one per entry, shared by the plan's sessions */
     nb_plan_fused **fused;   /* per value: the fusion it ends, or NULL (all NULL
                                 when nothing was fused) */
-    int n_fused;
 };
+
+/* A kernel call of op from values in[0..n_in) to value out whose tensors
+ * carry shapes and dtypes but no data, for the backend's workspace_size and
+ * fusable questions; ts has room for n_in + 1 tensors, ins for n_in. */
+nb_kernel_call nb_plan_shape_call(const nb_plan *p, nb_op op, int n_in, const int *in, int out,
+                                  const void *params, nb_tensor *ts, const nb_tensor **ins);
 
 /* Find the fusions the backend accepts among the plan's values (after
  * plan_values, before the entries are made): the fused-away values become
