@@ -17,14 +17,22 @@
  * succeeds only while its job is current, and a job stays current (its
  * fn, ctx and n unchanged) until every claimed chunk is done.
  *
- * Waiting is spin-then-sleep on both sides: a worker spins on its ticket and
- * the caller on the done count for up to SPIN_NS, then each sleeps on a
+ * Waiting: a worker spins on its ticket for up to SPIN_NS, then sleeps on a
  * condition variable. A futex wake costs tens of microseconds on small VMs,
  * about the time of a whole 32K-element chunk, so back-to-back kernels (the
- * common case in a tape) are handed over while the other side is still
- * spinning. Sleeping uses the "flag, then re-check" handshake with
+ * common case in a tape) are handed over while the worker is still spinning.
+ * The caller waits for the chunks still running by spinning, after SPIN_NS
+ * with a sched_yield() between looks (so a worker that shares its CPU gets
+ * it), and sleeps only after YIELD_NS. It must not sleep sooner: Linux may
+ * wake a thread on its waker's CPU even while another CPU idles (seen with
+ * `perf sched` on a 2-vCPU VM), and once the caller and a worker share a CPU,
+ * each sleeping while the other runs, the load balancer never sees two
+ * runnable threads there and leaves them so: MobileNetV2 ran at 2.3x its
+ * time for whole blocks of runs. For the same reason each worker, when it
+ * takes a job, checks that no other thread of the pool is on its CPU and
+ * moves itself to a free one if so (keep_apart). Sleeping uses the "flag, then re-check" handshake with
  * sequentially consistent atomics on both sides, so no wake-up is lost.
- * There is no spinning when there are more threads than online CPUs.
+ * There is no spinning when there are more threads than CPUs to run them.
  *
  * Workers start lazily at the first parallel job, with an atexit hook that
  * joins them. Changing the thread count restarts the workers at the next job.
@@ -35,6 +43,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -45,7 +54,8 @@
 void openblas_set_num_threads(int num_threads);
 
 #define NB_MAX_THREADS 1024
-#define SPIN_NS 100000 /* 100 us */
+#define SPIN_NS 100000    /* 100 us */
+#define YIELD_NS 20000000 /* 20 ms: the caller's wait before it sleeps */
 /* the job word: generation << 32 | chunk count << 16 | next chunk */
 #define MAX_CHUNKS 0xFFFF
 #define WORD(gen, nch, next) ((uint64_t)(gen) << 32 | (uint64_t)(nch) << 16 | (uint64_t)(next))
@@ -58,7 +68,9 @@ typedef struct worker {
     pthread_mutex_t m;
     pthread_cond_t cv;
     pthread_t thread;
-    int index; /* 1 .. nworkers */
+    int index;      /* 1 .. nworkers */
+    atomic_int cpu; /* where it took its last job; -1 unknown */
+    bool settled;   /* keep_apart found no free CPU: stop looking */
 } worker;
 
 typedef struct pool {
@@ -78,6 +90,7 @@ typedef struct pool {
     _Alignas(64) atomic_uint_fast64_t word; /* WORD(generation, chunks, next chunk) */
     _Alignas(64) atomic_int done;           /* chunks of the current job done */
     atomic_int caller_sleeping;
+    atomic_int caller_cpu; /* the caller's CPU when it posted the job */
     pthread_mutex_t done_m;
     pthread_cond_t done_cv;
 } pool;
@@ -86,6 +99,7 @@ static pool g_pool = {
     .busy = PTHREAD_MUTEX_INITIALIZER,
     .done_m = PTHREAD_MUTEX_INITIALIZER,
     .done_cv = PTHREAD_COND_INITIALIZER,
+    .caller_cpu = -1,
 };
 
 /* Wanted thread count, caller included; 0 until first asked. */
@@ -116,8 +130,13 @@ static inline int64_t chunk_begin(int64_t n, int k, int i)
     return (int64_t)i * q + (i < r ? i : r);
 }
 
+/* The CPUs this process may run on: its affinity mask (taskset, a cgroup's
+ * cpuset), else the online count. */
 static long online_cpus(void)
 {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     return cpus < 1 ? 1 : cpus;
 }
@@ -218,6 +237,45 @@ static void run_chunks(pool *p, bool caller)
     }
 }
 
+/* If another thread of the pool (the caller, as of its last post, or another
+ * worker) is on w's CPU, move w to an allowed CPU that none of them is on:
+ * narrow w's affinity to the free CPUs, which migrates it at once, then give
+ * the old mask back, which leaves it where it now is. */
+static void keep_apart(pool *p, worker *w)
+{
+    int me = sched_getcpu();
+    if (me < 0 || me >= CPU_SETSIZE || w->settled) {
+        atomic_store_explicit(&w->cpu, me, memory_order_relaxed);
+        return;
+    }
+    cpu_set_t busy;
+    CPU_ZERO(&busy);
+    int c = atomic_load_explicit(&p->caller_cpu, memory_order_relaxed);
+    if (c >= 0 && c < CPU_SETSIZE)
+        CPU_SET(c, &busy);
+    for (int i = 0; i < p->nworkers; i++) {
+        c = atomic_load_explicit(&p->workers[i].cpu, memory_order_relaxed);
+        if (&p->workers[i] != w && c >= 0 && c < CPU_SETSIZE)
+            CPU_SET(c, &busy);
+    }
+    if (CPU_ISSET(me, &busy)) {
+        cpu_set_t allowed, free_cpus;
+        if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
+            w->settled = true;
+        } else {
+            CPU_XOR(&free_cpus, &allowed, &busy);
+            CPU_AND(&free_cpus, &free_cpus, &allowed);
+            if (CPU_COUNT(&free_cpus) == 0 ||
+                sched_setaffinity(0, sizeof free_cpus, &free_cpus) != 0)
+                w->settled = true; /* nowhere to go: share, and stop asking */
+            else
+                sched_setaffinity(0, sizeof allowed, &allowed);
+            me = sched_getcpu();
+        }
+    }
+    atomic_store_explicit(&w->cpu, me, memory_order_relaxed);
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -228,6 +286,8 @@ static void *worker_main(void *arg)
         seen = worker_wait(w, seen, spin_ns);
         if (atomic_load(&p->stop))
             break;
+        if (spin_ns > 0)
+            keep_apart(p, w);
         run_chunks(p, false);
     }
     return NULL;
@@ -293,6 +353,7 @@ static void atfork_child(void)
     atomic_store(&p->word, 0);
     atomic_store(&p->done, 0);
     atomic_store(&p->caller_sleeping, 0);
+    atomic_store(&p->caller_cpu, -1);
     pthread_mutex_init(&p->busy, NULL);
     pthread_mutex_init(&p->done_m, NULL);
     pthread_cond_init(&p->done_cv, NULL);
@@ -324,6 +385,8 @@ static int start_workers(int nthreads)
         worker *w = &p->workers[made];
         atomic_init(&w->ticket, 0);
         atomic_init(&w->sleeping, 0);
+        atomic_init(&w->cpu, -1);
+        w->settled = false;
         w->index = made + 1;
         pthread_mutex_init(&w->m, NULL);
         pthread_cond_init(&w->cv, NULL);
@@ -339,19 +402,23 @@ static int start_workers(int nthreads)
 }
 
 /* Wait until all nch chunks of the current job are done (the ones left are
- * being run by workers). */
+ * being run by workers): spin, then spin with yields, then sleep (see the
+ * top of the file for why the caller sleeps so late). */
 static void wait_done(pool *p, int nch)
 {
     if (atomic_load_explicit(&p->done, memory_order_acquire) == nch)
         return;
     if (p->spin_ns > 0) {
-        long t0 = now_ns();
+        long t0 = now_ns(), t;
         for (unsigned i = 1;; i++) {
             cpu_relax();
             if (atomic_load_explicit(&p->done, memory_order_acquire) == nch)
                 return;
-            if ((i & 63) == 0 && now_ns() - t0 > p->spin_ns)
-                break;
+            if ((i & 63) == 0 && (t = now_ns() - t0) > p->spin_ns) {
+                if (t > YIELD_NS)
+                    break;
+                sched_yield();
+            }
         }
     }
     pthread_mutex_lock(&p->done_m);
@@ -397,6 +464,8 @@ void nb_parallel_for(int64_t n, int64_t grain, nb_range_fn fn, void *ctx)
     p->n = n;
     p->gen++;
     atomic_store(&p->done, 0);
+    if (p->spin_ns > 0)
+        atomic_store_explicit(&p->caller_cpu, sched_getcpu(), memory_order_relaxed);
     atomic_store_explicit(&p->word, WORD(p->gen, nch, 0), memory_order_release);
     int wake = nch - 1 < workers ? nch - 1 : workers;
     for (int i = 0; i < wake; i++)

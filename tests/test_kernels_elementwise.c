@@ -4,6 +4,8 @@
 #include <check.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -941,6 +943,61 @@ START_TEST(test_parallel_for_after_fork)
 }
 END_TEST
 
+typedef struct apart_ctx {
+    pthread_t caller;
+    int caller_cpu;
+    atomic_int worker_chunks; /* chunks a worker ran */
+    atomic_int shared;        /* of those, ones that started on the caller's CPU */
+} apart_ctx;
+
+static void apart_fn(void *vctx, int64_t begin, int64_t end)
+{
+    apart_ctx *c = vctx;
+    if (!pthread_equal(pthread_self(), c->caller)) {
+        atomic_fetch_add(&c->worker_chunks, 1);
+        if (sched_getcpu() == c->caller_cpu)
+            atomic_fetch_add(&c->shared, 1);
+    }
+    double t0 = nb_now_seconds(); /* 20 us a chunk, so the worker gets some */
+    while (nb_now_seconds() - t0 < 20e-6 * (double)(end - begin))
+        ;
+}
+
+/* The pool's worker keeps off the caller's CPU: with the caller pinned to one
+ * CPU after the worker started (so the worker keeps the whole mask), the
+ * worker's chunks start elsewhere. Without keep_apart the two often share
+ * the CPU for good (every chunk); other processes on a busy machine may still
+ * push the worker back for a moment, hence "most" rather than "all". */
+START_TEST(test_parallel_for_apart)
+{
+    cpu_set_t all;
+    ck_assert_int_eq(sched_getaffinity(0, sizeof all, &all), 0);
+    if (CPU_COUNT(&all) < 2) {
+        fprintf(stderr, "SKIP parallel_for_apart: needs 2 CPUs, this process may use %d\n",
+                CPU_COUNT(&all));
+        return;
+    }
+    nb_set_num_threads(2);
+    ck_assert_int_eq(cover_once(1000, 1, 0), 2 * NB_CHUNKS_PER_THREAD); /* the worker starts */
+    apart_ctx c = {.caller = pthread_self()};
+    atomic_init(&c.worker_chunks, 0);
+    atomic_init(&c.shared, 0);
+    for (c.caller_cpu = 0; !CPU_ISSET(c.caller_cpu, &all); c.caller_cpu++)
+        ;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(c.caller_cpu, &one);
+    ck_assert_int_eq(sched_setaffinity(0, sizeof one, &one), 0); /* this thread only */
+    for (int r = 0; r < 200; r++)
+        nb_parallel_for(8, 1, apart_fn, &c);
+    ck_assert_int_eq(sched_setaffinity(0, sizeof all, &all), 0);
+    ck_assert_int_gt(atomic_load(&c.worker_chunks), 0);
+    ck_assert_msg(4 * atomic_load(&c.shared) < atomic_load(&c.worker_chunks),
+                  "%d of the worker's %d chunks started on the caller's CPU %d",
+                  atomic_load(&c.shared), atomic_load(&c.worker_chunks), c.caller_cpu);
+}
+END_TEST
+
 static Suite *elementwise_suite(void)
 {
     Suite *s = suite_create("kernels_elementwise");
@@ -962,6 +1019,7 @@ static Suite *elementwise_suite(void)
     tcase_add_test(tc, test_parallel_for_cover);
     tcase_add_test(tc, test_parallel_for_concurrent);
     tcase_add_test(tc, test_parallel_for_after_fork);
+    tcase_add_test(tc, test_parallel_for_apart);
     suite_add_tcase(s, tc);
     return s;
 }
