@@ -10,7 +10,8 @@
  *  - latency P50 and P99 over BENCH_RUNS runs (default 100 at batch 1 and
  *    50 at batch 8; P99 by nearest rank, so the largest of 50),
  *    each run timed on its own inside its process; the runs are taken in
- *    blocks of 10, the runtimes in turn (the order rotating), so that a slow
+ *    blocks of 5, the runtimes in turn (in an order that changes every
+ *    round, so each follows each other equally often), so that a slow
  *    phase of this shared machine hits all alike, with a pause after each
  *    block for the last runtime's spinning threads to stop (PAUSE_MS); 5
  *    warm-up runs first;
@@ -63,16 +64,28 @@
 #define BENCH "onnx_" MODEL
 #define PYTHON "/usr/bin/python3"
 #define WARMUP_RUNS 5
-#define BLOCK_RUNS 10
+/* Runs a block. This machine has slow phases of a few seconds, in which
+ * every runtime runs 1.5-2x slower; with blocks of 10, a round at batch 8
+ * took 3 s, and one runtime's block could fall in such a phase while the
+ * others' did not, moving its P50 by 10%. Shorter blocks spread the phases
+ * more evenly over the runtimes. */
+#define BLOCK_RUNS 5
 /* Pause after each block: a runtime's worker threads keep spinning for a
  * while after its last run (PyTorch's OpenMP threads used 110 ms of CPU in
  * the 100 ms after a block of 10 MobileNetV2 runs, ONNX Runtime's 40 ms),
  * taking a core from whichever runtime's block comes next. */
 #define PAUSE_MS 250
+/* The runtimes' order in round r of blocks is ORDER[r % 6]: over six rounds
+ * each runtime comes right after each other one equally often (3 times).
+ * A plain rotation put nabla right after PyTorch in 2 rounds of 3 and ONNX
+ * Runtime in 1: whatever PyTorch leaves behind (its threads, its 300-400 MB
+ * being reclaimed) fell on one runtime more than on the other. */
+static const int ORDER[6][3] = {{0, 1, 2}, {0, 2, 1}, {2, 1, 0}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1}};
 #define MAX_RUNS 10000
 #define OUT_TOL 1e-3
 
 enum { RT_NABLA, RT_ORT, RT_TORCH, N_RT };
+_Static_assert(N_RT == 3, "ORDER lists the orders of 3 runtimes");
 static const char *const RT_NAME[N_RT] = {"nabla", "onnxruntime", "pytorch"};
 static const char *const RT_ARG[N_RT] = {NULL, "ort", "torch"};
 
@@ -399,7 +412,7 @@ static void time_to_first_result(const char *x_npy, int threads, bool *have)
         snprintf(out[rt], sizeof out[rt], "%s/%s.npy", dir, RT_NAME[rt]);
     for (int r = 0; r < reps; r++) {
         for (int j = 0; j < N_RT; j++) {
-            int rt = (r + j) % N_RT;
+            int rt = ORDER[r % 6][j];
             if (!have[rt])
                 continue;
             int code;
@@ -473,7 +486,7 @@ static void serving_figures(int batch, const char *x_npy, int threads, int runs,
     }
     for (int r = 0; r * BLOCK_RUNS < runs; r++) {
         for (int j = 0; j < N_RT; j++) {
-            int rt = (r + j) % N_RT;
+            int rt = ORDER[r % 6][j];
             if (!have[rt])
                 continue;
             int k = runs - r * BLOCK_RUNS < BLOCK_RUNS ? runs - r * BLOCK_RUNS : BLOCK_RUNS;
