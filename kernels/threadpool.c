@@ -23,15 +23,24 @@
  * common case in a tape) are handed over while the worker is still spinning.
  * The caller waits for the chunks still running by spinning, after SPIN_NS
  * with a sched_yield() between looks (so a worker that shares its CPU gets
- * it), and sleeps only after YIELD_NS. It must not sleep sooner: Linux may
- * wake a thread on its waker's CPU even while another CPU idles (seen with
- * `perf sched` on a 2-vCPU VM), and once the caller and a worker share a CPU,
- * each sleeping while the other runs, the load balancer never sees two
- * runnable threads there and leaves them so: MobileNetV2 ran at 2.3x its
- * time for whole blocks of runs. For the same reason each worker, when it
- * takes a job, checks that no other thread of the pool is on its CPU and
- * moves itself to a free one if so (keep_apart). Sleeping uses the "flag, then re-check" handshake with
- * sequentially consistent atomics on both sides, so no wake-up is lost.
+ * it), and sleeps only after YIELD_NS. Sleeping uses the "flag, then
+ * re-check" handshake with sequentially consistent atomics on both sides, so
+ * no wake-up is lost.
+ *
+ * Keeping the threads on different CPUs: Linux may wake a thread on its
+ * waker's CPU even while another CPU idles (seen with `perf sched` on a
+ * 2-vCPU VM). A worker woken by the caller then waits for the caller's time
+ * slice to end (2-4 ms) before it runs; a caller woken by a worker ends up
+ * sharing the worker's CPU, the two taking turns on it while the other CPU
+ * idles, and the load balancer, never seeing two runnable threads there,
+ * leaves them so: MobileNetV2 ran at 2-2.3x its time for whole blocks of
+ * runs. So the caller does not sleep within a job (above, short of
+ * YIELD_NS), and each worker's affinity is its home CPUs (those it started
+ * with) less the caller's CPU: the caller narrows it when it posts a job
+ * from another CPU than before, which also moves a worker that is on the
+ * caller's CPU now. A worker that finds another worker on its CPU when it
+ * takes a job moves itself (keep_apart). With no CPU left to move to,
+ * nothing is narrowed.
  * There is no spinning when there are more threads than CPUs to run them.
  *
  * Workers start lazily at the first parallel job, with an atexit hook that
@@ -70,7 +79,9 @@ typedef struct worker {
     pthread_t thread;
     int index;      /* 1 .. nworkers */
     atomic_int cpu; /* where it took its last job; -1 unknown */
-    bool settled;   /* keep_apart found no free CPU: stop looking */
+    atomic_int avoid; /* the CPU its affinity leaves out (the caller's); -1 none */
+    cpu_set_t home; /* its affinity when it started (its creator's) */
+    bool has_home;
 } worker;
 
 typedef struct pool {
@@ -237,41 +248,54 @@ static void run_chunks(pool *p, bool caller)
     }
 }
 
-/* If another thread of the pool (the caller, as of its last post, or another
- * worker) is on w's CPU, move w to an allowed CPU that none of them is on:
- * narrow w's affinity to the free CPUs, which migrates it at once, then give
- * the old mask back, which leaves it where it now is. */
+/* w's home CPUs less `avoid` and the CPUs in `busy` (NULL: none); false when
+ * that leaves none (or w has no home mask). */
+static bool home_less(const worker *w, int avoid, const cpu_set_t *busy, cpu_set_t *out)
+{
+    if (!w->has_home)
+        return false;
+    *out = w->home;
+    if (avoid >= 0 && avoid < CPU_SETSIZE)
+        CPU_CLR(avoid, out);
+    if (busy) {
+        cpu_set_t keep;
+        CPU_XOR(&keep, out, busy);
+        CPU_AND(out, out, &keep); /* out & ~busy */
+    }
+    return CPU_COUNT(out) > 0;
+}
+
+/* Caller side, at a post: keep w off the caller's CPU c (see the top). */
+static void avoid_caller(worker *w, int c)
+{
+    cpu_set_t set;
+    if (c < 0 || c == atomic_load_explicit(&w->avoid, memory_order_relaxed) ||
+        !home_less(w, c, NULL, &set))
+        return;
+    if (pthread_setaffinity_np(w->thread, sizeof set, &set) == 0)
+        atomic_store_explicit(&w->avoid, c, memory_order_relaxed);
+}
+
+/* Worker side, at each job: if another worker is on w's CPU, move w to a CPU
+ * no thread of the pool is on (narrow the mask, which migrates it at once,
+ * then widen it back to home less the caller's CPU). */
 static void keep_apart(pool *p, worker *w)
 {
     int me = sched_getcpu();
-    if (me < 0 || me >= CPU_SETSIZE || w->settled) {
-        atomic_store_explicit(&w->cpu, me, memory_order_relaxed);
-        return;
-    }
-    cpu_set_t busy;
+    cpu_set_t busy, set;
     CPU_ZERO(&busy);
-    int c = atomic_load_explicit(&p->caller_cpu, memory_order_relaxed);
-    if (c >= 0 && c < CPU_SETSIZE)
-        CPU_SET(c, &busy);
     for (int i = 0; i < p->nworkers; i++) {
-        c = atomic_load_explicit(&p->workers[i].cpu, memory_order_relaxed);
+        int c = atomic_load_explicit(&p->workers[i].cpu, memory_order_relaxed);
         if (&p->workers[i] != w && c >= 0 && c < CPU_SETSIZE)
             CPU_SET(c, &busy);
     }
-    if (CPU_ISSET(me, &busy)) {
-        cpu_set_t allowed, free_cpus;
-        if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
-            w->settled = true;
-        } else {
-            CPU_XOR(&free_cpus, &allowed, &busy);
-            CPU_AND(&free_cpus, &free_cpus, &allowed);
-            if (CPU_COUNT(&free_cpus) == 0 ||
-                sched_setaffinity(0, sizeof free_cpus, &free_cpus) != 0)
-                w->settled = true; /* nowhere to go: share, and stop asking */
-            else
-                sched_setaffinity(0, sizeof allowed, &allowed);
-            me = sched_getcpu();
-        }
+    if (me >= 0 && me < CPU_SETSIZE && CPU_ISSET(me, &busy) &&
+        home_less(w, atomic_load_explicit(&p->caller_cpu, memory_order_relaxed), &busy, &set) &&
+        pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0) {
+        if (!home_less(w, atomic_load_explicit(&w->avoid, memory_order_relaxed), NULL, &set))
+            set = w->home;
+        pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+        me = sched_getcpu();
     }
     atomic_store_explicit(&w->cpu, me, memory_order_relaxed);
 }
@@ -286,7 +310,7 @@ static void *worker_main(void *arg)
         seen = worker_wait(w, seen, spin_ns);
         if (atomic_load(&p->stop))
             break;
-        if (spin_ns > 0)
+        if (spin_ns > 0 && p->nworkers > 1)
             keep_apart(p, w);
         run_chunks(p, false);
     }
@@ -386,7 +410,8 @@ static int start_workers(int nthreads)
         atomic_init(&w->ticket, 0);
         atomic_init(&w->sleeping, 0);
         atomic_init(&w->cpu, -1);
-        w->settled = false;
+        atomic_init(&w->avoid, -1);
+        w->has_home = pthread_getaffinity_np(pthread_self(), sizeof w->home, &w->home) == 0;
         w->index = made + 1;
         pthread_mutex_init(&w->m, NULL);
         pthread_cond_init(&w->cv, NULL);
@@ -464,10 +489,14 @@ void nb_parallel_for(int64_t n, int64_t grain, nb_range_fn fn, void *ctx)
     p->n = n;
     p->gen++;
     atomic_store(&p->done, 0);
-    if (p->spin_ns > 0)
-        atomic_store_explicit(&p->caller_cpu, sched_getcpu(), memory_order_relaxed);
-    atomic_store_explicit(&p->word, WORD(p->gen, nch, 0), memory_order_release);
     int wake = nch - 1 < workers ? nch - 1 : workers;
+    if (p->spin_ns > 0) {
+        int c = sched_getcpu();
+        atomic_store_explicit(&p->caller_cpu, c, memory_order_relaxed);
+        for (int i = 0; i < wake; i++)
+            avoid_caller(&p->workers[i], c);
+    }
+    atomic_store_explicit(&p->word, WORD(p->gen, nch, 0), memory_order_release);
     for (int i = 0; i < wake; i++)
         worker_post(&p->workers[i]);
     run_chunks(p, true);
