@@ -7,8 +7,9 @@
  * Each runtime runs in a process of its own, driven through pipes one
  * request at a time: nabla's is this program again ("--serve"), the peers
  * are python3 bench/onnx_peer.py. Figures, for batch 1 and batch 8:
- *  - latency P50 and P99 over BENCH_RUNS runs (default 100 at batch 1 and
- *    50 at batch 8; P99 by nearest rank, so the largest of 50),
+ *  - latency P50 and P99 over BENCH_RUNS runs (default 100 at both batch
+ *    sizes; P99 by nearest rank, so the second largest: over 50 runs it
+ *    would be the largest, one unlucky run on this shared machine),
  *    each run timed on its own inside its process; the runs are taken in
  *    blocks of 5, the runtimes in turn (in an order that changes every
  *    round, so each follows each other equally often), so that a slow
@@ -547,7 +548,7 @@ int main(int argc, char **argv)
     /* the figures are for 2 threads; NABLA_NUM_THREADS chooses others */
     const char *nt = getenv("NABLA_NUM_THREADS");
     int threads = nt && *nt ? nb_get_num_threads() : 2;
-    int runs1 = env_int("BENCH_RUNS", 100, 1), runs8 = env_int("BENCH_RUNS", 50, 1);
+    int runs1 = env_int("BENCH_RUNS", 100, 1), runs8 = env_int("BENCH_RUNS", 100, 1);
     g_trace = env_int("BENCH_TRACE", 0, 0) != 0;
     runs1 = runs1 < MAX_RUNS ? runs1 : MAX_RUNS;
     runs8 = runs8 < MAX_RUNS ? runs8 : MAX_RUNS;
