@@ -80,8 +80,6 @@ typedef struct worker {
     int index;      /* 1 .. nworkers */
     atomic_int cpu; /* where it took its last job; -1 unknown */
     atomic_int avoid; /* the CPU its affinity leaves out (the caller's); -1 none */
-    cpu_set_t home; /* its affinity when it started (its creator's) */
-    bool has_home;
 } worker;
 
 typedef struct pool {
@@ -102,6 +100,8 @@ typedef struct pool {
     _Alignas(64) atomic_int done;           /* chunks of the current job done */
     atomic_int caller_sleeping;
     atomic_int caller_cpu; /* the caller's CPU when it posted the job */
+    cpu_set_t home;        /* the workers' affinity when they started (their creator's) */
+    bool has_home;
     pthread_mutex_t done_m;
     pthread_cond_t done_cv;
 } pool;
@@ -248,13 +248,13 @@ static void run_chunks(pool *p, bool caller)
     }
 }
 
-/* w's home CPUs less `avoid` and the CPUs in `busy` (NULL: none); false when
- * that leaves none (or w has no home mask). */
-static bool home_less(const worker *w, int avoid, const cpu_set_t *busy, cpu_set_t *out)
+/* The workers' home CPUs less `avoid` and the CPUs in `busy` (NULL: none);
+ * false when that leaves none (or there is no home mask). */
+static bool home_less(const pool *p, int avoid, const cpu_set_t *busy, cpu_set_t *out)
 {
-    if (!w->has_home)
+    if (!p->has_home)
         return false;
-    *out = w->home;
+    *out = p->home;
     if (avoid >= 0 && avoid < CPU_SETSIZE)
         CPU_CLR(avoid, out);
     if (busy) {
@@ -266,11 +266,11 @@ static bool home_less(const worker *w, int avoid, const cpu_set_t *busy, cpu_set
 }
 
 /* Caller side, at a post: keep w off the caller's CPU c (see the top). */
-static void avoid_caller(worker *w, int c)
+static void avoid_caller(const pool *p, worker *w, int c)
 {
     cpu_set_t set;
     if (c < 0 || c == atomic_load_explicit(&w->avoid, memory_order_relaxed) ||
-        !home_less(w, c, NULL, &set))
+        !home_less(p, c, NULL, &set))
         return;
     if (pthread_setaffinity_np(w->thread, sizeof set, &set) == 0)
         atomic_store_explicit(&w->avoid, c, memory_order_relaxed);
@@ -290,10 +290,10 @@ static void keep_apart(pool *p, worker *w)
             CPU_SET(c, &busy);
     }
     if (me >= 0 && me < CPU_SETSIZE && CPU_ISSET(me, &busy) &&
-        home_less(w, atomic_load_explicit(&p->caller_cpu, memory_order_relaxed), &busy, &set) &&
+        home_less(p, atomic_load_explicit(&p->caller_cpu, memory_order_relaxed), &busy, &set) &&
         pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0) {
-        if (!home_less(w, atomic_load_explicit(&w->avoid, memory_order_relaxed), NULL, &set))
-            set = w->home;
+        if (!home_less(p, atomic_load_explicit(&w->avoid, memory_order_relaxed), NULL, &set))
+            set = p->home;
         pthread_setaffinity_np(pthread_self(), sizeof set, &set);
         me = sched_getcpu();
     }
@@ -401,6 +401,7 @@ static int start_workers(int nthreads)
 
     int want = nthreads - 1;
     p->spin_ns = nthreads <= online_cpus() ? SPIN_NS : 0;
+    p->has_home = pthread_getaffinity_np(pthread_self(), sizeof p->home, &p->home) == 0;
     p->workers = aligned_alloc(_Alignof(worker), sizeof(worker) * (size_t)(want > 0 ? want : 1));
     if (!p->workers)
         return 0;
@@ -411,7 +412,6 @@ static int start_workers(int nthreads)
         atomic_init(&w->sleeping, 0);
         atomic_init(&w->cpu, -1);
         atomic_init(&w->avoid, -1);
-        w->has_home = pthread_getaffinity_np(pthread_self(), sizeof w->home, &w->home) == 0;
         w->index = made + 1;
         pthread_mutex_init(&w->m, NULL);
         pthread_cond_init(&w->cv, NULL);
@@ -494,7 +494,7 @@ void nb_parallel_for(int64_t n, int64_t grain, nb_range_fn fn, void *ctx)
         int c = sched_getcpu();
         atomic_store_explicit(&p->caller_cpu, c, memory_order_relaxed);
         for (int i = 0; i < wake; i++)
-            avoid_caller(&p->workers[i], c);
+            avoid_caller(p, &p->workers[i], c);
     }
     atomic_store_explicit(&p->word, WORD(p->gen, nch, 0), memory_order_release);
     for (int i = 0; i < wake; i++)
