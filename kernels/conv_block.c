@@ -153,7 +153,7 @@ static void plan_bands(blk *b, int64_t threads)
     int64_t R = max64(1, L2_BUDGET / per_row);
     if (per_row * b->seg_rows <= WHOLE_BUDGET)
         R = b->seg_rows; /* a whole segment in one band: the GEMMs stay whole */
-    if (R >= 8)
+    else if (R >= 8)
         R &= ~(int64_t)3; /* the depthwise kernel makes 4 rows at once */
     b->R = min64(R, b->seg_rows);
     b->ring = b->p->expand ? min64(b->R * b->s + 2, b->H) : 0;

@@ -53,6 +53,7 @@ static const bcase cases[] = {
     /* small images: fused whole at a batch of one image a thread at least,
      * not at batch 1 (the kernel is still called directly) */
     {"14 residual", 1, 16, 14, 14, 96, 16, 1, 1, 1, 1, 1, true, true, true, false},
+    {"14 residual b2", 2, 16, 14, 14, 96, 16, 1, 1, 1, 1, 1, true, true, true, true},
     {"7x7 b4", 4, 8, 7, 7, 48, 8, 1, 1, 1, 1, 1, true, true, true, true},
     {"5x3", 1, 2, 5, 3, 5, 3, 2, 1, 1, 1, 1, false, true, true, false},
     {"1x1", 2, 3, 1, 1, 6, 3, 1, 1, 1, 1, 1, true, false, true, true},
@@ -338,6 +339,44 @@ START_TEST(test_more_threads_than_compiled)
 }
 END_TEST
 
+/* Is an inverted-residual block of MobileNetV2's shapes fused, at batch n
+ * and 2 threads? (expand 1x1 c -> ce, depthwise 3x3 stride 1, project back
+ * to c, plus x) */
+static bool fused_at(int64_t n, int64_t c, int64_t ce, int64_t hw)
+{
+    nb_tensor x, w1, wd, w3, y;
+    ck_assert_int_eq(nb_tensor_empty(&x, NB_F32, 4, (int64_t[]){n, c, hw, hw}), NB_OK);
+    ck_assert_int_eq(nb_tensor_empty(&w1, NB_F32, 4, (int64_t[]){ce, c, 1, 1}), NB_OK);
+    ck_assert_int_eq(nb_tensor_empty(&wd, NB_F32, 4, (int64_t[]){ce, 1, 3, 3}), NB_OK);
+    ck_assert_int_eq(nb_tensor_empty(&w3, NB_F32, 4, (int64_t[]){c, ce, 1, 1}), NB_OK);
+    ck_assert_int_eq(nb_tensor_empty(&y, NB_F32, 4, (int64_t[]){n, c, hw, hw}), NB_OK);
+    nb_conv_block_params p = {.expand = 1, .stride = 1, .pad = {1, 1}, .residual = 1};
+    const nb_tensor *in[] = {&x, &w1, &wd, &w3};
+    nb_kernel_call call = {NB_OP_CONV_BLOCK, 4, in, &y, &p, NULL, 0, 0, NULL};
+    bool fused = nb_cpu_conv_block_fusable(&call);
+    nb_tensor_release(&x), nb_tensor_release(&w1), nb_tensor_release(&wd);
+    nb_tensor_release(&w3), nb_tensor_release(&y);
+    return fused;
+}
+
+/* Small images are fused when an image is one band (its expanded and
+ * depthwise rows fit the budget together) and every thread has an image:
+ * 14 rows, not a multiple of the depthwise kernel's 4, still make one band
+ * (they were cut to 12 + 2 once, which kept these blocks unfused). */
+START_TEST(test_which_small_blocks_fuse)
+{
+    if (!have512()) {
+        fprintf(stderr, "SKIP which_small_blocks_fuse: conv_block needs AVX-512F\n");
+        return;
+    }
+    nb_set_num_threads(2);
+    ck_assert(fused_at(8, 64, 384, 14));  /* one band an image, 8 images */
+    ck_assert(!fused_at(1, 64, 384, 14)); /* one image for two threads */
+    ck_assert(!fused_at(8, 96, 576, 14)); /* an image is more than the budget */
+    ck_assert(fused_at(8, 160, 960, 7));
+}
+END_TEST
+
 /* Calls the kernel does not cover are refused with an error, not run. */
 START_TEST(test_bad_calls)
 {
@@ -377,6 +416,7 @@ int main(void)
     tcase_add_loop_test(tc, test_block_case, 0, (int)(sizeof cases / sizeof cases[0]));
     tcase_add_test(tc, test_training_graph_not_fused);
     tcase_add_test(tc, test_more_threads_than_compiled);
+    tcase_add_test(tc, test_which_small_blocks_fuse);
     tcase_add_test(tc, test_bad_calls);
     suite_add_tcase(s, tc);
     return nb_run_suite(s);
