@@ -372,7 +372,8 @@ START_TEST(test_which_small_blocks_fuse)
     nb_set_num_threads(2);
     ck_assert(fused_at(8, 64, 384, 14));  /* one band an image, 8 images */
     ck_assert(!fused_at(1, 64, 384, 14)); /* one image for two threads */
-    ck_assert(!fused_at(8, 96, 576, 14)); /* an image is more than the budget */
+    ck_assert(fused_at(8, 96, 576, 14));   /* 903K of e and d an image */
+    ck_assert(!fused_at(8, 160, 960, 14)); /* an image is more than the budget */
     ck_assert(fused_at(8, 160, 960, 7));
 }
 END_TEST
