@@ -66,7 +66,7 @@
 #define PYTHON "/usr/bin/python3"
 #define WARMUP_RUNS 5
 /* Runs a block. This machine has slow phases of a few seconds, in which
- * every runtime runs 1.5-2x slower; with blocks of 10, a round at batch 8
+ * every runtime runs 1.3-2x slower; with blocks of 10, a round at batch 8
  * took 3 s, and one runtime's block could fall in such a phase while the
  * others' did not, moving its P50 by 10%. Shorter blocks spread the phases
  * more evenly over the runtimes. */
@@ -79,8 +79,9 @@
 /* The runtimes' order in round r of blocks is ORDER[r % 6]: over six rounds
  * each runtime comes right after each other one equally often (3 times).
  * A plain rotation put nabla right after PyTorch in 2 rounds of 3 and ONNX
- * Runtime in 1: whatever PyTorch leaves behind (its threads, its 300-400 MB
- * being reclaimed) fell on one runtime more than on the other. */
+ * Runtime in 1, so whatever a runtime leaves behind (threads still running,
+ * memory being freed) fell on the next one unevenly. The rounds of
+ * time_to_first_result take the same orders. */
 static const int ORDER[6][3] = {{0, 1, 2}, {0, 2, 1}, {2, 1, 0}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1}};
 #define MAX_RUNS 10000
 #define OUT_TOL 1e-3
