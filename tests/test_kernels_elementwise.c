@@ -976,6 +976,10 @@ START_TEST(test_parallel_for_apart)
                 CPU_COUNT(&all));
         return;
     }
+    /* the pool counts as shared for 100 ms after a caller found it busy, as
+     * test_parallel_for_concurrent's do when the tests share a process
+     * (CK_FORK=no); shared, the worker keeps all its CPUs */
+    usleep(150 * 1000);
     nb_set_num_threads(2);
     ck_assert_int_eq(cover_once(1000, 1, 0), 2 * NB_CHUNKS_PER_THREAD); /* the worker starts */
     apart_ctx c = {.caller = pthread_self()};
