@@ -517,8 +517,8 @@ void nb_parallel_for(int64_t n, int64_t grain, nb_range_fn fn, void *ctx)
     p->gen++;
     atomic_store(&p->done, 0);
     int wake = nch - 1 < workers ? nch - 1 : workers;
-    p->shared = now_ns() - atomic_load_explicit(&p->busy_seen, memory_order_relaxed) < SHARED_NS;
-    if (p->spin_ns > 0) {
+    if (p->spin_ns > 0) { /* (shared is read only where there is spinning) */
+        p->shared = now_ns() - atomic_load_explicit(&p->busy_seen, memory_order_relaxed) < SHARED_NS;
         int c = p->shared ? -1 : sched_getcpu();
         atomic_store_explicit(&p->caller_cpu, c, memory_order_relaxed);
         for (int i = 0; i < wake; i++)
