@@ -20,8 +20,10 @@
  * A 1x1 kernel with stride 1 and no padding needs no im2col: col is X_g.
  *
  * Except: in f32 on CPUs with AVX-512, 3x3 convolutions with stride 1,
- * dilation 1 and one group (all three ops) run Winograd F(2x2, 3x3) in
- * kernels/conv_winograd.c instead (2.25x fewer multiplies, no im2col, no BLAS),
+ * dilation 1 and one group (all three ops) run Winograd in
+ * kernels/conv_winograd.c instead (F(2x2, 3x3): 2.25x fewer multiplies, no
+ * im2col, no BLAS; the forward and the input gradient take F(4x4, 3x3), 4x
+ * fewer, where it pays),
  * when both channel counts are at least WINO_MIN_CHANNELS (below that the
  * 16-lane channel vectors would be mostly padding) and there are enough
  * output tiles for the transformed weights (WINO_BYTES_PER_TILE). CONV_TRANSPOSE2D is then

@@ -1,5 +1,9 @@
 /* Winograd F(2x2, 3x3) convolutions in f32 with AVX-512 (see conv_winograd.h),
- * the im2col-free path of kernels/conv.c for 3x3 stride-1 convolutions.
+ * the im2col-free path of kernels/conv.c for 3x3 stride-1 convolutions; the
+ * forward runs F(4x4, 3x3) instead where tile_for says so, with the same
+ * units and products and the transforms of conv_winograd_f4.c (4x4 output
+ * tiles from 6x6 patches, 36 positions instead of 16; written for F(2x2, 3x3)
+ * below, the same with m = 4).
  *
  * The output is cut into 2x2 tiles; tile (ti, tj) needs the 4x4 input patch
  * d at rows 2ti - pt .. +3, columns 2tj - pl .. +3. With
@@ -41,6 +45,7 @@
 #include <string.h>
 
 #include "kernels/conv_winograd.h"
+#include "kernels/conv_winograd_f4.h"
 #include "kernels/threadpool.h"
 
 static atomic_bool wino_off;
@@ -54,10 +59,14 @@ void nb_wino_set_enabled(bool on) { atomic_store(&wino_off, !on); }
  * im2col */
 #define MAX_CHANNEL_PAIRS ((int64_t)512 * 512)
 #define MIN_UNIT_TILES 48
+#define MAX_CHANNEL_PAIRS_F4 ((int64_t)256 * 256)
+#define F4_SHARE 0.8
+#define F4_U_BYTES_PER_TILE (128.0 * 1024)
 
 typedef struct plan {
     nb_wino s;
     bool gw;                  /* weight gradient */
+    int m, np;                /* output tile m x m (2 or 4); transformed positions (m + 2)^2 */
     int64_t cp, cop;          /* cin, cout rounded up to 16 */
     int64_t nth, ntw;         /* tiles down and across an image */
     int64_t rb, cb, nrb, ncb; /* tiles per unit down and across; units per image so */
@@ -65,6 +74,40 @@ typedef struct plan {
     int64_t units;
     size_t u_b, xt_b, v_b, m_b, gt_b, acc_b, st_b, slot_b; /* bytes, 64-byte multiples */
 } plan;
+
+/* NABLA_WINOGRAD from the environment, read once: 0 if unset (or
+ * anything else), 1 for "0" (the path off), 2 for "2" (F(2x2, 3x3) only) */
+static int env_mode(void)
+{
+    static atomic_int env; /* 0: not read yet, else 1 + the mode */
+    if (atomic_load(&env) == 0) {
+        const char *e = getenv("NABLA_WINOGRAD");
+        atomic_store(&env, 1 + (e && strcmp(e, "0") == 0 ? 1 : e && strcmp(e, "2") == 0 ? 2 : 0));
+    }
+    return atomic_load(&env) - 1;
+}
+
+/* The output tile of a forward call: s->tile when 2 or 4, else 4 where
+ *  - its multiplies (36 a 4x4 tile) are at most F4_SHARE of F(2x2, 3x3)'s
+ *    (16 a 2x2 tile; partial tiles at the edges count whole),
+ *  - U, 36 floats a channel pair, stays within MAX_CHANNEL_PAIRS_F4 pairs,
+ *  - and there are enough tiles to read it for: at most F4_U_BYTES_PER_TILE
+ *    of U per 4x4 tile of the whole batch. ResNet-18's 256-channel 14x14
+ *    layer at batch 1 (16 tiles, 9.4 MB of U) made a single unit, run by one
+ *    thread, 2x slower than F(2x2, 3x3); at batch 8 it takes F(4x4, 3x3).
+ * The choice depends on the shape alone, so that transformed weights cached
+ * for one call fit every later call of the same shape. */
+static int tile_for(const nb_wino *s, int64_t cp, int64_t cop)
+{
+    if (s->tile == 2 || s->tile == 4)
+        return s->tile;
+    if (env_mode() == 2 || cp * cop > MAX_CHANNEL_PAIRS_F4)
+        return 2;
+    double f2 = 16.0 * (double)((s->hout + 1) / 2) * (double)((s->wout + 1) / 2);
+    double t4 = (double)((s->hout + 3) / 4) * (double)((s->wout + 3) / 4);
+    double u4 = 36.0 * sizeof(float) * (double)cp * (double)cop;
+    return 36.0 * t4 <= F4_SHARE * f2 && u4 <= F4_U_BYTES_PER_TILE * t4 * (double)s->N ? 4 : 2;
+}
 
 static size_t up64(size_t b) { return (b + 63) & ~(size_t)63; }
 static int64_t up16(int64_t v) { return (v + 15) / 16 * 16; }
@@ -81,11 +124,13 @@ static bool make_plan(const nb_wino *s, bool gw, plan *p)
     p->cp = up16(s->cin), p->cop = up16(s->cout);
     if (p->cp * p->cop > MAX_CHANNEL_PAIRS)
         return false;
-    p->nth = (s->hout + 1) / 2, p->ntw = (s->wout + 1) / 2;
+    p->m = gw ? 2 : tile_for(s, p->cp, p->cop);
+    p->np = (p->m + 2) * (p->m + 2);
+    p->nth = (s->hout + p->m - 1) / p->m, p->ntw = (s->wout + p->m - 1) / p->m;
     /* tiles per unit: their V and M about fill UNIT_BYTES, but at least
      * MIN_UNIT_TILES (each unit reads all of U once: wide layers need many
      * tiles per unit to pay for that, their V and M spilling to L3) */
-    int64_t tmax = (int64_t)(UNIT_BYTES / (64 * (size_t)(p->cp + p->cop)));
+    int64_t tmax = (int64_t)(UNIT_BYTES / ((size_t)p->np * 4 * (size_t)(p->cp + p->cop)));
     tmax = tmax < MIN_UNIT_TILES ? MIN_UNIT_TILES : tmax;
     /* rectangles of near-equal size, or whole images, several a unit when
      * small (at most N/4, so that the threads still get 4 units or more) */
@@ -100,17 +145,17 @@ static bool make_plan(const nb_wino *s, bool gw, plan *p)
         p->imgs = fit < 1 ? 1 : fit > spread ? spread : fit;
     }
     p->units = (s->N + p->imgs - 1) / p->imgs * p->nrb * p->ncb;
-    size_t T = (size_t)(p->imgs * p->rb * p->cb), f = sizeof(float);
-    p->xt_b = up64((size_t)((2 * p->rb + 2) * (2 * p->cb + 2) * p->cp) * f);
-    p->v_b = up64(16 * T * (size_t)p->cp * f);
-    p->m_b = up64(16 * T * (size_t)p->cop * f);
-    p->u_b = up64(16 * (size_t)(p->cp * p->cop) * f);
+    size_t T = (size_t)(p->imgs * p->rb * p->cb), f = sizeof(float), np = (size_t)p->np;
+    p->xt_b = up64((size_t)((p->m * p->rb + 2) * (p->m * p->cb + 2) * p->cp) * f);
+    p->v_b = up64(np * T * (size_t)p->cp * f);
+    p->m_b = up64(np * T * (size_t)p->cop * f);
+    p->u_b = up64(np * (size_t)(p->cp * p->cop) * f);
     if (gw) {
         p->gt_b = up64((size_t)(4 * p->rb * p->cb * p->cop) * f);
         p->acc_b = p->u_b;
         p->u_b = 0;
     } else {
-        p->st_b = up64((size_t)(4 * p->cb * 16) * f);
+        p->st_b = up64((size_t)(p->m * p->m * p->cb * 16) * f);
     }
     p->slot_b = p->xt_b + p->v_b + p->m_b + p->gt_b + p->acc_b + p->st_b;
     return true;
@@ -141,14 +186,8 @@ static int64_t slots_for(const plan *p, size_t ws_size)
 
 bool nb_wino_enabled(void)
 {
-    /* the environment's word, read once: NABLA_WINOGRAD=0 turns the path off */
-    static atomic_int env; /* 0: not read yet, 1: on, 2: off */
-    if (atomic_load(&env) == 0) {
-        const char *e = getenv("NABLA_WINOGRAD");
-        atomic_store(&env, e && strcmp(e, "0") == 0 ? 2 : 1);
-    }
     /* (libgcc's and compiler-rt's constructors have run the CPU detection) */
-    return !atomic_load(&wino_off) && atomic_load(&env) == 1 && __builtin_cpu_supports("avx512f");
+    return !atomic_load(&wino_off) && env_mode() != 1 && __builtin_cpu_supports("avx512f");
 }
 
 /* ---- channels-last copies: 16 x 16 transposes in registers ------------------ */
@@ -370,46 +409,61 @@ TGT static void grad_transform(const float *gt, int64_t cop, int64_t rbu, int64_
         }
 }
 
-/* out[n, o, 2(ti0+ti) + a, 2(tj0+tj) + b] = (A^T M A)[a, b] + bias[o] from
+/* F(2x2, 3x3)'s output transform for one row of cbu tiles, 16 channels:
+ * st (2 rows x 2 cbu columns x 16) = clamp(A^T M A + bias), from tiles t0 ..
+ * t0 + cbu - 1 of M16 (M's 16-channel block, positions xs apart). */
+TGT static void tile_row2(const float *M16, int64_t xs, int64_t t0, int64_t cbu,
+                          const float b16[16], const nb_wino *s, float *st)
+{
+    const __m512 bv = _mm512_loadu_ps(b16);
+    /* min(hi, max(lo, v)) keeps a NaN v (the second operand wins) */
+    const __m512 lov = _mm512_set1_ps(s->clamp ? s->lo : -INFINITY);
+    const __m512 hiv = _mm512_set1_ps(s->clamp ? s->hi : INFINITY);
+#define CLAMP(v) (s->clamp ? _mm512_min_ps(hiv, _mm512_max_ps(lov, (v))) : (v))
+    for (int64_t tj = 0; tj < cbu; tj++) {
+        const float *m = M16 + (t0 + tj) * 16;
+        __m512 r0[4], r1[4];
+        for (int l = 0; l < 4; l++) {
+            __m512 m0 = _mm512_loadu_ps(m + l * xs), m1 = _mm512_loadu_ps(m + (4 + l) * xs);
+            __m512 m2 = _mm512_loadu_ps(m + (8 + l) * xs), m3 = _mm512_loadu_ps(m + (12 + l) * xs);
+            r0[l] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+            r1[l] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+        }
+        float *q = st + 2 * tj * 16;
+        _mm512_storeu_ps(q, CLAMP(_mm512_add_ps(bv, _mm512_add_ps(_mm512_add_ps(r0[0], r0[1]), r0[2]))));
+        _mm512_storeu_ps(q + 16, CLAMP(_mm512_add_ps(bv, _mm512_sub_ps(_mm512_sub_ps(r0[1], r0[2]), r0[3]))));
+        q += 2 * cbu * 16;
+        _mm512_storeu_ps(q, CLAMP(_mm512_add_ps(bv, _mm512_add_ps(_mm512_add_ps(r1[0], r1[1]), r1[2]))));
+        _mm512_storeu_ps(q + 16, CLAMP(_mm512_add_ps(bv, _mm512_sub_ps(_mm512_sub_ps(r1[1], r1[2]), r1[3]))));
+    }
+#undef CLAMP
+}
+
+/* out[n, o, m(ti0+ti) + a, m(tj0+tj) + b] = (A^T M A)[a, b] + bias[o] from
  * tiles t0 + ti*cbu + tj of a unit of T, inside the output only: a tile
- * row's two output rows of 16 channels at a time are staged channels-last in
- * st (2 x 2cbu x 16), then transposed to rows. */
+ * row's m output rows of 16 channels at a time are staged channels-last in
+ * st (m x m cbu x 16), then transposed to rows. */
 TGT static void output_transform(const plan *p, const float *M, int64_t T, int64_t t0,
                                  int64_t rbu, int64_t cbu, int64_t ti0, int64_t tj0,
                                  const float *bias, float *out, const float *res, float *st)
 {
     const nb_wino *s = &p->s;
-    int64_t cop = p->cop, plane = s->hout * s->wout, xs = T * cop;
-    int64_t ow0 = 2 * tj0, nq = min64(2 * cbu, s->wout - ow0); /* output columns */
+    int64_t cop = p->cop, plane = s->hout * s->wout, xs = T * cop, m = p->m;
+    int64_t ow0 = m * tj0, nq = min64(m * cbu, s->wout - ow0); /* output columns */
     for (int64_t ti = 0; ti < rbu; ti++) {
-        int64_t oh = 2 * (ti0 + ti);
-        int nh = oh + 1 < s->hout ? 2 : 1;
+        int64_t oh = m * (ti0 + ti);
+        int64_t nh = min64(m, s->hout - oh);
         for (int64_t ov = 0; ov < cop; ov += 16) {
             int nl = (int)min64(16, s->cout - ov);
-            __m512 bv = bias ? _mm512_maskz_loadu_ps(nb_lanes16(nl), bias + ov) : _mm512_setzero_ps();
-            /* min(hi, max(lo, v)) keeps a NaN v (the second operand wins) */
-            const __m512 lov = _mm512_set1_ps(s->clamp ? s->lo : -INFINITY);
-            const __m512 hiv = _mm512_set1_ps(s->clamp ? s->hi : INFINITY);
-#define CLAMP(v) (s->clamp ? _mm512_min_ps(hiv, _mm512_max_ps(lov, (v))) : (v))
-            for (int64_t tj = 0; tj < cbu; tj++) {
-                const float *m = M + ov * T + (t0 + ti * cbu + tj) * 16; /* M[xi][ov/16][t][16] */
-                __m512 r0[4], r1[4];
-                for (int l = 0; l < 4; l++) {
-                    __m512 m0 = _mm512_loadu_ps(m + l * xs), m1 = _mm512_loadu_ps(m + (4 + l) * xs);
-                    __m512 m2 = _mm512_loadu_ps(m + (8 + l) * xs), m3 = _mm512_loadu_ps(m + (12 + l) * xs);
-                    r0[l] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
-                    r1[l] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
-                }
-                float *q = st + 2 * tj * 16;
-                _mm512_storeu_ps(q, CLAMP(_mm512_add_ps(bv, _mm512_add_ps(_mm512_add_ps(r0[0], r0[1]), r0[2]))));
-                _mm512_storeu_ps(q + 16, CLAMP(_mm512_add_ps(bv, _mm512_sub_ps(_mm512_sub_ps(r0[1], r0[2]), r0[3]))));
-                q += 2 * cbu * 16;
-                _mm512_storeu_ps(q, CLAMP(_mm512_add_ps(bv, _mm512_add_ps(_mm512_add_ps(r1[0], r1[1]), r1[2]))));
-                _mm512_storeu_ps(q + 16, CLAMP(_mm512_add_ps(bv, _mm512_sub_ps(_mm512_sub_ps(r1[1], r1[2]), r1[3]))));
-#undef CLAMP
-            }
-            for (int a = 0; a < nh; a++) {
-                const float *row = st + a * 2 * cbu * 16;
+            float b16[16] = {0};
+            for (int l = 0; l < nl && bias; l++)
+                b16[l] = bias[ov + l];
+            if (m == 4)
+                nb_wino4_output_row(M + ov * T, xs, t0 + ti * cbu, cbu, b16, s->clamp, s->lo, s->hi, st);
+            else
+                tile_row2(M + ov * T, xs, t0 + ti * cbu, cbu, b16, s, st);
+            for (int64_t a = 0; a < nh; a++) {
+                const float *row = st + a * m * cbu * 16;
                 int64_t at = ov * plane + (oh + a) * s->wout + ow0;
                 float *y = out + at;
                 const float *r = res ? res + at : NULL;
@@ -469,10 +523,13 @@ static void image_input(const plan *p, const float *in, const unit *t, int64_t n
                         float *V, int64_t T, int64_t t0)
 {
     const nb_wino *s = &p->s;
-    int64_t ncol = 2 * t->cbu + 2;
+    int64_t ncol = p->m * t->cbu + 2;
     pack(in + n * s->cin * s->hin * s->win, s->cin, p->cp, s->hin, s->win,
-         2 * t->ti0 - s->pt, 2 * t->tj0 - s->pl, 2 * t->rbu + 2, ncol, xt);
-    input_transform(xt, ncol, p->cp, t->rbu, t->cbu, V, T, t0);
+         p->m * t->ti0 - s->pt, p->m * t->tj0 - s->pl, p->m * t->rbu + 2, ncol, xt);
+    if (p->m == 4)
+        nb_wino4_input(xt, ncol, p->cp, t->rbu, t->cbu, V, T, t0);
+    else
+        input_transform(xt, ncol, p->cp, t->rbu, t->cbu, V, T, t0);
 }
 
 static void run_conv(void *ctx, int64_t s0, int64_t s1)
@@ -492,7 +549,7 @@ static void run_conv(void *ctx, int64_t s0, int64_t s1)
             int64_t ti = t.rbu * t.cbu, T = t.nimg * ti;
             for (int64_t i = 0; i < t.nimg; i++)
                 image_input(p, j->in, &t, t.n + i, xt, V, T, i * ti);
-            for (int xi = 0; xi < 16; xi++)
+            for (int xi = 0; xi < p->np; xi++)
                 product(T, p->cop / 16, p->cp, V + xi * T * p->cp, p->cp, 1,
                         j->U + xi * p->cp * p->cop, p->cop, M + xi * T * p->cop, 16, T * 16,
                         false);
@@ -551,6 +608,10 @@ TGT static void weight_transform(void *ctx, int64_t c0, int64_t c1)
     const wjob *j = ctx;
     const plan *p = j->p;
     const nb_wino *s = &p->s;
+    if (p->m == 4) {
+        nb_wino4_weights(j->w, j->flip_t, s->cin, s->cout, p->cp, p->cop, c0, c1, j->U);
+        return;
+    }
     /* 16 output channels at a time: g[o + lane][c][k][l] is 9 floats at
      * w + base + lane * stride (make_plan keeps the weight under 2^31) */
     int stride = j->flip_t ? 9 : (int)(s->cin * 9);

@@ -1,7 +1,8 @@
 /* The im2col-free f32 convolution path of kernels/conv.c (kernels/conv_winograd.c):
  * Winograd F(2x2, 3x3) for 3x3 stride-1 dilation-1 ungrouped convolutions on
  * CPUs with AVX-512, for the forward, the input gradient (a conv with the
- * weights transposed and flipped) and the weight gradient. Private to the
+ * weights transposed and flipped) and the weight gradient; F(4x4, 3x3) for
+ * the first two where it takes fewer multiplies (see nb_wino.tile). Private to the
  * conv kernels (and their tests). */
 #ifndef NB_CONV_WINOGRAD_H
 #define NB_CONV_WINOGRAD_H
@@ -25,6 +26,10 @@ typedef struct nb_wino {
     const float *res;
     bool rclamp;
     float rlo, rhi;
+    /* the forward's output tile: 2 for F(2x2, 3x3), 4 for F(4x4, 3x3), 0
+     * to let the path choose (F(4x4, 3x3) where it takes fewer multiplies,
+     * unless NABLA_WINOGRAD=2; the weight gradient is always F(2x2, 3x3)) */
+    int tile;
 } nb_wino;
 
 /* Whether the path may run: the CPU has AVX-512F and it is not switched off

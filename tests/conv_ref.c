@@ -221,9 +221,26 @@ void assert_close(const char *what, const double *got, const double *want, int64
                       want[i]);
 }
 
+void assert_close_scaled(const char *what, const char *name, const double *got,
+                         const double *want, int64_t n, double tol)
+{
+    double scale = 1;
+    for (int64_t i = 0; i < n; i++)
+        scale = fabs(want[i]) > scale ? fabs(want[i]) : scale;
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_msg(fabs(got[i] - want[i]) <= tol * scale,
+                      "%s %s: element %lld is %.8g, reference %.8g (scale %.3g)", what, name,
+                      (long long)i, got[i], want[i], scale);
+}
+
 /* ---- forward against the references ------------------------------------- */
 
 void forward_case(const ccase *c, int kind, nb_dtype dt)
+{
+    forward_case_tol(c, kind, dt, false);
+}
+
+void forward_case_tol(const ccase *c, int kind, nb_dtype dt, bool scaled)
 {
     /* kind 0: conv2d, 1: conv_transpose2d, 2: conv1d */
     geo r = geo_of(&c->a);
@@ -275,7 +292,10 @@ void forward_case(const ccase *c, int kind, nb_dtype dt)
     char what[128];
     snprintf(what, sizeof what, "%s %s (%s)", kind == 0 ? "conv2d" : kind == 1 ? "conv_transpose2d" : "conv1d",
              c->name, nb_dtype_name(dt));
-    assert_close(what, got, ref, ny, dt == NB_F32 ? 2e-5 : 1e-12);
+    if (scaled && dt == NB_F32)
+        assert_close_scaled(what, "", got, ref, ny, 2e-5);
+    else
+        assert_close(what, got, ref, ny, dt == NB_F32 ? 2e-5 : 1e-12);
     free(got);
     nb_graph_free(g);
     free(x), free(w), free(b), free(ref);

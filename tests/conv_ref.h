@@ -59,6 +59,11 @@ nb_node *param_vals(nb_graph *g, const char *name, nb_dtype dt, int ndim, const 
 /* Run the graph for outs[0..n) and copy them as doubles into res[k] (caller frees). */
 void eval(nb_graph *g, int n, nb_node *const *outs, double **res);
 void assert_close(const char *what, const double *got, const double *want, int64_t n, double tol);
+/* |got - want| <= tol * max(1, max |want|): the rule of the parity suites,
+ * for f32 paths whose error follows the size of the sums, not of each
+ * result (Winograd F(4x4, 3x3)) */
+void assert_close_scaled(const char *what, const char *name, const double *got,
+                         const double *want, int64_t n, double tol);
 /* Compile and run the graph for outs[0..n) with profiling; return output 0
  * as doubles (*count of them, caller frees) and in *entries how many tape
  * entries run op (a fusion's op: conv_block, conv2d_add). */
@@ -69,5 +74,7 @@ bool same_bits(double a, double b);
 /* One forward case (kind 0 conv2d, 1 conv_transpose2d, 2 conv1d) in dtype dt
  * against the reference loops. */
 void forward_case(const ccase *c, int kind, nb_dtype dt);
+/* The same, f32 results held to 2e-5 by assert_close_scaled when scaled. */
+void forward_case_tol(const ccase *c, int kind, nb_dtype dt, bool scaled);
 
 #endif

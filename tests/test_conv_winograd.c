@@ -36,19 +36,6 @@ static const ccase wino_cases[] = {
 };
 #define N_WINO ((int)(sizeof wino_cases / sizeof wino_cases[0]))
 
-/* |got - want| <= tol * max(1, max |want|), the parity suites' rule */
-static void assert_close_scaled(const char *what, const char *name, const double *got,
-                                const double *want, int64_t n, double tol)
-{
-    double scale = 1;
-    for (int64_t i = 0; i < n; i++)
-        scale = fabs(want[i]) > scale ? fabs(want[i]) : scale;
-    for (int64_t i = 0; i < n; i++)
-        ck_assert_msg(fabs(got[i] - want[i]) <= tol * scale,
-                      "%s %s: element %lld is %.8g, reference %.8g (scale %.3g)", what, name,
-                      (long long)i, got[i], want[i], scale);
-}
-
 /* The kernel call of op (conv2d, its transpose or its weight gradient) for
  * case c, on new tensors: t[0] x, t[1] w, t[2] y (or gy), t[3] dw. */
 typedef struct conv_call {
@@ -166,7 +153,7 @@ START_TEST(test_wino_f32)
         ccase t = *c; /* as a transpose: x (N, C, H, W), w (C, CO, 3, 3) */
         if (c->a.padding[0] <= 2 && c->a.padding[1] <= 2 && c->a.padding[2] <= 2 &&
             c->a.padding[3] <= 2)
-            forward_case(&t, 1, NB_F32);
+            forward_case_tol(&t, 1, NB_F32, true); /* F(4x4, 3x3): see assert_close_scaled */
     }
     nb_wino_set_enabled(true);
 }
@@ -305,6 +292,104 @@ START_TEST(test_wino_const_weights_cached)
 }
 END_TEST
 
+/* Both output tiles on every case, through nb_wino_conv with the tile set,
+ * against f64 loops by the scaled rule at 1e-5: with the bias and a clamp to
+ * 3/4 of the largest |output| either way (so that it cuts some, and the
+ * scale stays near the sums'), then with a residual added after and clamped
+ * to [0, inf) (the fused block ending). The tiles size their transformed weights apart: 16
+ * or 36 floats a channel pair (rounded up to 16 channels). */
+START_TEST(test_wino_tiles)
+{
+    const ccase *c = &wino_cases[_i];
+    if (!nb_wino_enabled()) {
+        printf("SKIP winograd tiles %s: the path needs AVX-512F, which this CPU lacks\n", c->name);
+        return;
+    }
+    geo r = geo_of(&c->a);
+    int64_t OH, OW;
+    conv_out_hw(c, &r, &OH, &OW);
+    int64_t nx = c->N * c->C * c->H * c->W, nw = c->CO * c->C * 9, ny = c->N * c->CO * OH * OW;
+    nb_rng_init(&rng, 1500 + (uint64_t)_i);
+    double *x = random_vals(nx), *w = random_vals(nw), *b = random_vals(c->CO);
+    double *rs = random_vals(ny), *ref = malloc((size_t)ny * sizeof(double));
+    double *want = malloc((size_t)ny * sizeof(double)), *got = malloc((size_t)ny * sizeof(double));
+    float *xf = f32_rounded_copy(x, nx), *wf = f32_rounded_copy(w, nw);
+    float *bf = f32_rounded_copy(b, c->CO), *rf = f32_rounded_copy(rs, ny);
+    float *yf = malloc((size_t)ny * sizeof(float));
+    ck_assert(ref && want && got && yf);
+    ref_conv2d(c, &r, x, w, b, ref, OH, OW);
+    double big = 0;
+    for (int64_t i = 0; i < ny; i++)
+        big = fabs(ref[i]) > big ? fabs(ref[i]) : big;
+    float lim = (float)(0.75 * big);
+    int64_t pairs = (c->C + 15) / 16 * 16 * ((c->CO + 15) / 16 * 16);
+    for (int tile = 2; tile <= 4; tile += 2)
+        for (int fused = 0; fused < 2; fused++) {
+            nb_wino s = {c->N, c->C, c->H, c->W, c->CO, OH, OW, r.pb[0], r.pb[1], !fused, -lim, lim};
+            if (fused)
+                s.res = rf, s.rclamp = true, s.rlo = 0.0f, s.rhi = INFINITY;
+            s.tile = tile;
+            size_t u = nb_wino_weights_bytes(&s), need = nb_wino_workspace(&s, false, 2);
+            ck_assert_msg(u >= (size_t)(tile == 2 ? 16 : 36) * (size_t)pairs * sizeof(float) &&
+                              u < (size_t)(tile == 2 ? 16 : 36) * (size_t)pairs * sizeof(float) + 64,
+                          "%s tile %d: %zu bytes of transformed weights", c->name, tile, u);
+            char *ws = aligned_alloc(64, (need + 63) / 64 * 64);
+            ck_assert_ptr_nonnull(ws);
+            memset(yf, 0x7f, (size_t)ny * sizeof(float)); /* garbage to overwrite */
+            nb_wino_conv(&s, wf, false, bf, xf, yf, ws, need);
+            for (int64_t i = 0; i < ny; i++) {
+                double v = ref[i];
+                if (fused) {
+                    v += rs[i];
+                    v = v < 0 ? 0 : v;
+                } else {
+                    v = v < -lim ? -lim : v > lim ? lim : v;
+                }
+                want[i] = v, got[i] = yf[i];
+            }
+            char what[64];
+            snprintf(what, sizeof what, "tile %d%s", tile, fused ? " + residual" : " clamped");
+            assert_close_scaled(what, c->name, got, want, ny, 1e-5);
+            free(ws);
+        }
+    free(x), free(w), free(b), free(rs), free(ref), free(want), free(got);
+    free(xf), free(wf), free(bf), free(rf), free(yf);
+}
+END_TEST
+
+/* Which tile a forward call takes by itself: F(4x4, 3x3) where it saves
+ * multiplies and its transformed weights are read for enough tiles
+ * (ResNet-18's stages at batch 1 and 8), F(2x2, 3x3) elsewhere. The choice
+ * shows in the transformed weights' size. */
+START_TEST(test_wino_tile_choice)
+{
+    static const struct {
+        int64_t n, ch, hw;
+        int tile;
+    } cases[] = {
+        {1, 64, 56, 4},  /* 196 tiles of 4x4 */
+        {1, 128, 28, 4}, /* 49 tiles, 2.4 MB of F(4x4, 3x3) weights */
+        {1, 256, 14, 2}, /* 16 tiles for 9.4 MB: one unit, one thread */
+        {8, 256, 14, 4},
+        {8, 512, 7, 2},  /* over 256 x 256 channel pairs */
+        {8, 16, 2, 2},   /* a 2x2 image: one 4x4 tile, 36 multiplies against 16 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t n = cases[i].n, ch = cases[i].ch, hw = cases[i].hw;
+        nb_wino s = {n, ch, hw, hw, ch, hw, hw, 1, 1};
+        size_t u = nb_wino_weights_bytes(&s), per = (size_t)(cases[i].tile == 2 ? 16 : 36);
+        if (!nb_wino_enabled()) { /* the size is worked out all the same */
+            printf("SKIP tile choice: AVX-512F absent; the sizes are still checked\n");
+        }
+        ck_assert_msg(u == per * (size_t)(ch * ch) * sizeof(float),
+                      "batch %lld, %lld channels, %lldx%lld: %zu bytes of transformed weights, "
+                      "want F(%dx%d, 3x3)'s",
+                      (long long)n, (long long)ch, (long long)hw, (long long)hw, u,
+                      cases[i].tile, cases[i].tile);
+    }
+}
+END_TEST
+
 START_TEST(test_wino_direct_threads)
 {
     const ccase *c = &wino_cases[8]; /* 64->64 30x20, several units */
@@ -361,6 +446,8 @@ int main(void)
     TCase *wi = tcase_create("winograd");
     tcase_add_loop_test(wi, test_wino_f32, 0, N_WINO);
     tcase_add_test(wi, test_wino_not_taken);
+    tcase_add_loop_test(wi, test_wino_tiles, 0, N_WINO);
+    tcase_add_test(wi, test_wino_tile_choice);
     tcase_add_test(wi, test_wino_direct_threads);
     tcase_add_test(wi, test_wino_const_weights_cached);
     suite_add_tcase(s, wi);
