@@ -59,6 +59,10 @@ void nb_wino_set_enabled(bool on) { atomic_store(&wino_off, !on); }
  * im2col */
 #define MAX_CHANNEL_PAIRS ((int64_t)512 * 512)
 #define MIN_UNIT_TILES 48
+/* fewer tile units than this: the output channels are split into parts of
+ * at least MIN_PART_CHANNELS, each part a unit */
+#define MIN_UNITS 4
+#define MIN_PART_CHANNELS 64
 #define MAX_CHANNEL_PAIRS_F4 ((int64_t)256 * 256)
 #define F4_SHARE 0.8
 #define F4_U_BYTES_PER_TILE (128.0 * 1024)
@@ -72,6 +76,7 @@ typedef struct plan {
     int64_t rb, cb, nrb, ncb; /* tiles per unit down and across; units per image so */
     int64_t imgs;             /* images per unit (more than one: whole images) */
     int64_t units;
+    int64_t nob, obw;         /* output channels in nob parts of obw (the last may be narrower) */
     size_t u_b, xt_b, v_b, m_b, gt_b, acc_b, st_b, slot_b; /* bytes, 64-byte multiples */
 } plan;
 
@@ -145,10 +150,22 @@ static bool make_plan(const nb_wino *s, bool gw, plan *p)
         p->imgs = fit < 1 ? 1 : fit > spread ? spread : fit;
     }
     p->units = (s->N + p->imgs - 1) / p->imgs * p->nrb * p->ncb;
+    /* wide layers on small images make few units of tiles (ResNet-18's
+     * 256-channel 14x14 layer at batch 1: 2 of 28 and 21 tiles, the threads
+     * unbalanced, each reading all of U): the forward then splits the output
+     * channels as well, each part a unit that reads its share of U; the
+     * parts of a tile unit each transform its input again (1/cout of the
+     * products' work per part) */
+    p->nob = 1;
+    while (!gw && p->units * p->nob < MIN_UNITS && p->cop / (2 * p->nob) >= MIN_PART_CHANNELS)
+        p->nob *= 2;
+    p->obw = up16((p->cop + p->nob - 1) / p->nob);
+    p->nob = (p->cop + p->obw - 1) / p->obw;
+    p->units *= p->nob;
     size_t T = (size_t)(p->imgs * p->rb * p->cb), f = sizeof(float), np = (size_t)p->np;
     p->xt_b = up64((size_t)((p->m * p->rb + 2) * (p->m * p->cb + 2) * p->cp) * f);
     p->v_b = up64(np * T * (size_t)p->cp * f);
-    p->m_b = up64(np * T * (size_t)p->cop * f);
+    p->m_b = up64(np * T * (size_t)p->obw * f);
     p->u_b = up64(np * (size_t)(p->cp * p->cop) * f);
     if (gw) {
         p->gt_b = up64((size_t)(4 * p->rb * p->cb * p->cop) * f);
@@ -444,24 +461,28 @@ TGT static void tile_row2(const float *M16, int64_t xs, int64_t t0, int64_t cbu,
  * row's m output rows of 16 channels at a time are staged channels-last in
  * st (m x m cbu x 16), then transposed to rows. */
 TGT static void output_transform(const plan *p, const float *M, int64_t T, int64_t t0,
-                                 int64_t rbu, int64_t cbu, int64_t ti0, int64_t tj0,
-                                 const float *bias, float *out, const float *res, float *st)
+                                 int64_t rbu, int64_t cbu, int64_t ti0, int64_t tj0, int64_t o0,
+                                 int64_t ow, const float *bias, float *out, const float *res,
+                                 float *st)
 {
     const nb_wino *s = &p->s;
-    int64_t cop = p->cop, plane = s->hout * s->wout, xs = T * cop, m = p->m;
+    int64_t plane = s->hout * s->wout, xs = T * ow, m = p->m;
     int64_t ow0 = m * tj0, nq = min64(m * cbu, s->wout - ow0); /* output columns */
     for (int64_t ti = 0; ti < rbu; ti++) {
         int64_t oh = m * (ti0 + ti);
         int64_t nh = min64(m, s->hout - oh);
-        for (int64_t ov = 0; ov < cop; ov += 16) {
+        for (int64_t ov = o0; ov < o0 + ow; ov += 16) {
             int nl = (int)min64(16, s->cout - ov);
+            if (nl <= 0)
+                break;
             float b16[16] = {0};
             for (int l = 0; l < nl && bias; l++)
                 b16[l] = bias[ov + l];
+            const float *m16 = M + (ov - o0) * T;
             if (m == 4)
-                nb_wino4_output_row(M + ov * T, xs, t0 + ti * cbu, cbu, b16, s->clamp, s->lo, s->hi, st);
+                nb_wino4_output_row(m16, xs, t0 + ti * cbu, cbu, b16, s->clamp, s->lo, s->hi, st);
             else
-                tile_row2(M + ov * T, xs, t0 + ti * cbu, cbu, b16, s, st);
+                tile_row2(m16, xs, t0 + ti * cbu, cbu, b16, s, st);
             for (int64_t a = 0; a < nh; a++) {
                 const float *row = st + a * m * cbu * 16;
                 int64_t at = ov * plane + (oh + a) * s->wout + ow0;
@@ -545,16 +566,17 @@ static void run_conv(void *ctx, int64_t s0, int64_t s1)
         /* units are taken in turn (a slot slowed down takes fewer): each
          * writes its own outputs, whoever runs it */
         for (int64_t u; (u = atomic_fetch_add(&j->next, 1)) < p->units;) {
-            unit t = unit_of(p, u);
+            unit t = unit_of(p, u / p->nob);
+            int64_t o0 = u % p->nob * p->obw, ow = min64(p->obw, p->cop - o0); /* channels */
             int64_t ti = t.rbu * t.cbu, T = t.nimg * ti;
             for (int64_t i = 0; i < t.nimg; i++)
                 image_input(p, j->in, &t, t.n + i, xt, V, T, i * ti);
             for (int xi = 0; xi < p->np; xi++)
-                product(T, p->cop / 16, p->cp, V + xi * T * p->cp, p->cp, 1,
-                        j->U + xi * p->cp * p->cop, p->cop, M + xi * T * p->cop, 16, T * 16,
+                product(T, ow / 16, p->cp, V + xi * T * p->cp, p->cp, 1,
+                        j->U + xi * p->cp * p->cop + o0, p->cop, M + xi * T * ow, 16, T * 16,
                         false);
             for (int64_t i = 0; i < t.nimg; i++)
-                output_transform(p, M, T, i * ti, t.rbu, t.cbu, t.ti0, t.tj0, j->bias,
+                output_transform(p, M, T, i * ti, t.rbu, t.cbu, t.ti0, t.tj0, o0, ow, j->bias,
                                  j->out + (t.n + i) * s->cout * s->hout * s->wout,
                                  s->res ? s->res + (t.n + i) * s->cout * s->hout * s->wout : NULL,
                                  st);

@@ -21,7 +21,9 @@
  * counts >= 8): channel counts off the 16-lane vectors, odd sizes (partial
  * 2x2 tiles), asymmetric and large padding (the input gradient then reads
  * from a negative offset), batch 1, no bias, images split into several units
- * of tiles down and across, small images grouped two to a unit. */
+ * of tiles down and across, small images grouped two to a unit, wide outputs
+ * on few tiles split into channel parts (80 + 64; 80 + 80 + 80 + 32 of which
+ * 28 padding). */
 static const ccase wino_cases[] = {
     {"16->16 14x14 pad 1", 2, 16, 14, 14, 16, 3, 3, ARGS(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1), true},
     {"9->11 7x9 pad 1 no bias", 3, 9, 7, 9, 11, 3, 3, ARGS(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1), false},
@@ -33,6 +35,8 @@ static const ccase wino_cases[] = {
     {"8->8 1x1 image pad 1", 2, 8, 1, 1, 8, 3, 3, ARGS(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1), true},
     {"64->64 30x20 row units", 1, 64, 30, 20, 64, 3, 3, ARGS(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1), false},
     {"batch 9 12->10 5x4 two images a unit", 9, 12, 5, 4, 10, 3, 3, ARGS(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1), true},
+    {"batch 1 16->144 6x6 two channel parts", 1, 16, 6, 6, 144, 3, 3, ARGS(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1), true},
+    {"batch 2 24->260 5x7 four channel parts", 2, 24, 5, 7, 260, 3, 3, ARGS(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1), true},
 };
 #define N_WINO ((int)(sizeof wino_cases / sizeof wino_cases[0]))
 
