@@ -137,7 +137,6 @@ typedef struct onnx_tensor_src {
     nb_buffer *file;          /* the mapped model file, when raw_data was left in it */
     size_t raw_off, raw_len;  /* raw_data at file->data + raw_off (raw_in_file) */
     bool raw_in_file;
-    bool file_is_map;         /* file is a read-only mapping (pages copied from are given back) */
 } onnx_tensor_src;
 
 /* A TensorProto to a tensor, every size checked first (what names it in

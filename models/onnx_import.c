@@ -433,7 +433,7 @@ static nb_status read_initializers(nb_onnx_model *m, const onnx_raw_ref *refs, s
         return nb_error(NB_ERR_ALLOC, "onnx_load '%s': out of memory", m->what);
     m->n_init = (int)g->n_initializer;
     for (size_t k = 0; k < g->n_initializer; k++) {
-        onnx_tensor_src src = {.dir = m->dir, .file = m->file, .file_is_map = m->dir != NULL};
+        onnx_tensor_src src = {.dir = m->dir, .file = m->file};
         if (refs && k < n_refs && refs[k].in_file) {
             src.raw_in_file = true;
             src.raw_off = refs[k].off;
@@ -605,6 +605,7 @@ nb_status nb_onnx_load(const char *path, nb_onnx_model **out)
         munmap(map, size);
         return s;
     }
+    file->file_pages = true;
     char dir[PATH_MAX];
     return load_common(file, nb_path_dir(path, dir, sizeof dir), path, out);
 }

@@ -189,30 +189,18 @@ static nb_status map_external(const char *dir, const ext_ref *e, int64_t need, c
         munmap(map, len);
         return s;
     }
+    (*buf)->file_pages = true;
     *skip = (size_t)(e->offset - base);
     return NB_OK;
 }
 
 /* ---- TensorProto -> tensor -------------------------------------------------- */
 
-/* Give back the whole pages inside [p, p + n) of a read-only file mapping
- * once copied from, so that a copied weight is not resident twice. */
-static void drop_pages(const void *p, size_t n)
-{
-    long page = sysconf(_SC_PAGESIZE);
-    if (page <= 0)
-        return;
-    uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
-    uintptr_t b = ((uintptr_t)p + n) & ~((uintptr_t)page - 1);
-    if (b > a)
-        madvise((void *)a, b - a, MADV_DONTNEED);
-}
-
 /* out from `bytes` raw little-endian bytes of ONNX type ot; a view of `owner`
  * (which holds those bytes at byte offset `at`) when aligned, else a copy
- * made a chunk at a time, the copied pages of a file mapping (mapped) given
- * back as it goes. */
-static nb_status from_raw(const void *bytes, nb_buffer *owner, bool mapped, size_t at, int32_t ot,
+ * made a chunk at a time, the copied pages of a file mapping given back as
+ * it goes. */
+static nb_status from_raw(const void *bytes, nb_buffer *owner, size_t at, int32_t ot,
                           nb_dtype dt, int ndim, const int64_t *shape, int64_t numel,
                           nb_tensor *out)
 {
@@ -239,8 +227,7 @@ static nb_status from_raw(const void *bytes, nb_buffer *owner, bool mapped, size
         } else {
             memcpy(dst + (size_t)i0 * es, s0, (size_t)n * es);
         }
-        if (mapped)
-            drop_pages(s0, (size_t)n * src_es);
+        nb_buffer_drop_pages(owner, s0, (size_t)n * src_es);
     }
     return NB_OK;
 }
@@ -348,7 +335,7 @@ nb_status onnx_tensor_from_proto(const Onnx__TensorProto *t, const onnx_tensor_s
         s = map_external(src->dir, &e, need, what, &buf, &skip);
         if (s != NB_OK)
             return s;
-        s = from_raw((const char *)buf->data + skip, buf, true, skip, ot, dt, ndim, shape, numel,
+        s = from_raw((const char *)buf->data + skip, buf, skip, ot, dt, ndim, shape, numel,
                      out);
         nb_buffer_release(buf); /* the view, if any, holds its own reference */
         return s;
@@ -358,15 +345,15 @@ nb_status onnx_tensor_from_proto(const Onnx__TensorProto *t, const onnx_tensor_s
             return nb_error(NB_ERR_FORMAT, "%s: raw_data has %zu bytes, but dims %s of %s need %lld",
                             what, src->raw_len, nb_shape_str(ndim, shape, (char[96]){0}, 96),
                             onnx_dtype_name(ot), (long long)need);
-        return from_raw((const char *)src->file->data + src->raw_off, src->file, src->file_is_map,
-                        src->raw_off, ot, dt, ndim, shape, numel, out);
+        return from_raw((const char *)src->file->data + src->raw_off, src->file, src->raw_off, ot,
+                        dt, ndim, shape, numel, out);
     }
     if (t->has_raw_data) {
         if ((int64_t)t->raw_data.len != need)
             return nb_error(NB_ERR_FORMAT, "%s: raw_data has %zu bytes, but dims %s of %s need %lld",
                             what, t->raw_data.len, nb_shape_str(ndim, shape, (char[96]){0}, 96),
                             onnx_dtype_name(ot), (long long)need);
-        return from_raw(t->raw_data.data, NULL, false, 0, ot, dt, ndim, shape, numel, out);
+        return from_raw(t->raw_data.data, NULL, 0, ot, dt, ndim, shape, numel, out);
     }
     return from_typed(t, ot, dt, ndim, shape, numel, what, out);
 }

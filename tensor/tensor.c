@@ -2,8 +2,11 @@
 #include "tensor/tensor.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "tensor/half.h"
 #include "tensor/iter.h"
@@ -79,8 +82,23 @@ nb_status nb_buffer_wrap(void *data, size_t nbytes, nb_device dev,
     b->refcount = 1;
     b->free_fn = free_fn;
     b->free_ctx = ctx;
+    b->file_pages = false;
     *out = b;
     return NB_OK;
+}
+
+void nb_buffer_drop_pages(const nb_buffer *b, const void *p, size_t n)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (!b || !b->file_pages || page <= 0)
+        return;
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t e = ((uintptr_t)p + n) & ~((uintptr_t)page - 1);
+    uintptr_t lo = (uintptr_t)b->data, hi = lo + b->nbytes;
+    if (a < lo || e > hi) /* not b's bytes: leave them */
+        return;
+    if (e > a)
+        madvise((void *)a, e - a, MADV_DONTNEED);
 }
 
 void nb_buffer_retain(nb_buffer *b)

@@ -38,6 +38,10 @@ struct nb_buffer {
     int refcount;              /* atomic; the buffer is freed when it reaches 0 */
     nb_buffer_free_fn free_fn; /* NULL: memory not owned */
     void *free_ctx;
+    /* a read-only private mapping of a file (a model's weights): its pages
+     * may be given back (nb_buffer_drop_pages) and are read from the file
+     * again when touched; false for every other buffer */
+    bool file_pages;
 };
 
 typedef struct nb_tensor {
@@ -58,6 +62,10 @@ nb_status nb_buffer_alloc(size_t nbytes, nb_buffer **out);
 nb_status nb_buffer_wrap(void *data, size_t nbytes, nb_device dev,
                          nb_buffer_free_fn free_fn, void *ctx, nb_buffer **out);
 void nb_buffer_retain(nb_buffer *b);
+/* Give back the whole pages inside [p, p + n), bytes of b, when b is
+ * file_pages (else nothing): they leave the resident set, the bytes stay
+ * readable. For data used once (copied, or transformed into a cache). */
+void nb_buffer_drop_pages(const nb_buffer *b, const void *p, size_t n);
 void nb_buffer_release(nb_buffer *b);
 
 /* ---- creation --------------------------------------------------------- */

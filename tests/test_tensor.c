@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "check_main.h"
 #include "tensor/tensor.h"
@@ -672,6 +674,78 @@ START_TEST(test_print_ints_bools_elision)
 }
 END_TEST
 
+/* The resident kB of the mapping that starts at addr (/proc/self/smaps), or
+ * -1 when that cannot be read. */
+static long mapping_rss_kb(const void *addr)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return -1;
+    char line[512], start[32];
+    snprintf(start, sizeof start, "%lx-", (unsigned long)(uintptr_t)addr);
+    long kb = -1;
+    bool in = false;
+    while (fgets(line, sizeof line, f)) {
+        if (strchr(line, '-') && strstr(line, " ") && strncmp(line, start, strlen(start)) == 0)
+            in = true;
+        else if (in && sscanf(line, "Rss: %ld kB", &kb) == 1)
+            break;
+    }
+    fclose(f);
+    return kb;
+}
+
+/* nb_buffer_drop_pages gives back the whole pages of a file mapping inside
+ * the range (the mapping's resident size falls by them) and every byte
+ * stays readable, read from the file again; on any other buffer it does
+ * nothing: an allocated buffer keeps its bytes. */
+START_TEST(test_drop_pages)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    ck_assert(page > 0);
+    size_t n = 16 * (size_t)page;
+    unsigned char *src = malloc(n);
+    ck_assert_ptr_nonnull(src);
+    for (size_t i = 0; i < n; i++)
+        src[i] = (unsigned char)(i * 7 + 3);
+    char path[] = "/tmp/nabla-drop-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert(write(fd, src, n) == (ssize_t)n);
+    void *map = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    unlink(path);
+    ck_assert(map != MAP_FAILED);
+    nb_buffer *fb;
+    ck_assert_int_eq(nb_buffer_wrap(map, n, (nb_device){NB_DEVICE_CPU, 0}, NULL, NULL, &fb), NB_OK);
+    ck_assert(!fb->file_pages); /* a wrapped buffer is not a file mapping unless told */
+    fb->file_pages = true;
+    ck_assert(memcmp(map, src, n) == 0); /* every page resident */
+    long before = mapping_rss_kb(map);
+    /* a range with part pages at both ends: its 14 whole pages go */
+    nb_buffer_drop_pages(fb, (char *)map + 100, n - 200);
+    long after = mapping_rss_kb(map);
+    if (before < 0 || after < 0)
+        printf("SKIP drop_pages: /proc/self/smaps unreadable, resident sizes not checked\n");
+    else
+        ck_assert_msg(before - after >= 14 * page / 1024,
+                      "resident %ld kB before, %ld kB after dropping 14 pages", before, after);
+    ck_assert(memcmp(map, src, n) == 0);
+    /* not the buffer's bytes (past its end): left alone */
+    nb_buffer_drop_pages(fb, (char *)map + page, n);
+    ck_assert(mapping_rss_kb(map) == before || before < 0);
+    nb_buffer_release(fb);
+    munmap(map, n);
+    nb_buffer *ab; /* anonymous memory would read back as zeros: untouched */
+    ck_assert_int_eq(nb_buffer_alloc(n, &ab), NB_OK);
+    memcpy(ab->data, src, n);
+    nb_buffer_drop_pages(ab, ab->data, n);
+    ck_assert(memcmp(ab->data, src, n) == 0);
+    nb_buffer_release(ab);
+    free(src);
+}
+END_TEST
+
 static Suite *tensor_suite(void)
 {
     Suite *s = suite_create("tensor");
@@ -692,6 +766,7 @@ static Suite *tensor_suite(void)
     tcase_add_test(tc, test_copy_broadcast_and_strided);
     tcase_add_test(tc, test_compare);
     tcase_add_test(tc, test_refcount);
+    tcase_add_test(tc, test_drop_pages);
     tcase_add_test(tc, test_print_float_matrix);
     tcase_add_test(tc, test_print_ints_bools_elision);
     suite_add_tcase(s, tc);
