@@ -82,7 +82,7 @@ TGT void nb_wino4_input(const float *xt, int64_t ncol, int64_t cp, int64_t rbu, 
 }
 
 TGT void nb_wino4_weights(const float *w, bool flip_t, int64_t cin, int64_t cout, int64_t cp,
-                          int64_t cop, int64_t c0, int64_t c1, float *U)
+                          int64_t cop, int64_t obw, int64_t c0, int64_t c1, float *U)
 {
     /* 16 output channels at a time: g[o + lane][c][k][l] is 9 floats at
      * base + lane * stride (the caller keeps the weights under 2^31 floats) */
@@ -90,10 +90,10 @@ TGT void nb_wino4_weights(const float *w, bool flip_t, int64_t cin, int64_t cout
     __m512i lane = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4,
                                                        3, 2, 1, 0),
                                       _mm512_set1_epi32(stride));
-    int64_t xs = cp * cop;
+    int64_t xs = cp * obw;
     for (int64_t c = c0; c < c1; c++)
         for (int64_t o = 0; o < cop; o += 16) {
-            float *u = U + c * cop + o;
+            float *u = U + ((o / obw * NB_WINO4_POINTS) * cp + c) * obw + o % obw;
             int64_t nl = cout - o < 16 ? cout - o : 16;
             if (c >= cin || nl <= 0) {
                 for (int xi = 0; xi < NB_WINO4_POINTS; xi++)

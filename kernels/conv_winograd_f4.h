@@ -21,7 +21,7 @@
  * against f64 was 3.4e-6 of the largest output, against 7.5e-6 (and 3e-7
  * for a direct f32 sum, 5e-7 for F(2x2, 3x3)).
  *
- * Layouts are conv_winograd.c's: V[xi][t][cp] (channels last), U[xi][c][cop],
+ * Layouts are conv_winograd.c's: V[xi][t][cp] (channels last), U[part][xi][c][obw],
  * M[xi][o/16][t][16], xi = 6 * row + column of the transformed position. */
 #ifndef NB_CONV_WINOGRAD_F4_H
 #define NB_CONV_WINOGRAD_F4_H
@@ -37,13 +37,14 @@
 void nb_wino4_input(const float *xt, int64_t ncol, int64_t cp, int64_t rbu, int64_t cbu, float *V,
                     int64_t T, int64_t t0);
 
-/* U[xi, c, o] = (G g G^T)[xi] for input channels [c0, c1) and all cop
- * (cout rounded up to 16) output channels, 0 for the padding channels; g is
- * w[o, c] (w: cout x cin x 3 x 3) or, with flip_t, w[c, o] turned by 180
- * degrees (w: cin x cout x 3 x 3). cp: cin rounded up to 16 (U's stride
- * between positions is cp * cop). */
+/* U[part][xi, c, o'] = (G g G^T)[xi] for input channels [c0, c1) and all cop
+ * (cout rounded up to 16) output channels o = part * obw + o', 0 for the
+ * padding channels: U is stored in parts of obw output channels (a multiple
+ * of 16; obw = cop for one part), each part np x cp x obw floats; g is w[o,
+ * c] (w: cout x cin x 3 x 3) or, with flip_t, w[c, o] turned by 180 degrees
+ * (w: cin x cout x 3 x 3). cp: cin rounded up to 16. */
 void nb_wino4_weights(const float *w, bool flip_t, int64_t cin, int64_t cout, int64_t cp,
-                      int64_t cop, int64_t c0, int64_t c1, float *U);
+                      int64_t cop, int64_t obw, int64_t c0, int64_t c1, float *U);
 
 /* One row of cbu tiles, 16 output channels: st (4 rows x 4 cbu columns x 16
  * channels, channels last) = clamp(A^T M A + bias), from the tiles t0 ..
