@@ -50,6 +50,9 @@ static const ccase conv_cases[] = {
     {"channels 17->13 5x5", 1, 17, 7, 6, 13, 5, 5, ARGS(1, 1, 2, 2, 2, 2, 1, 1, 0, 0, 1), true},
     {"kernel = padded input", 2, 2, 3, 2, 3, 5, 4, ARGS(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1), true},
     {"stride > kernel", 2, 2, 9, 9, 3, 2, 2, ARGS(3, 4, 0, 1, 1, 0, 1, 1, 0, 0, 1), true},
+    /* one image, 14x14 out: on 2+ threads its units are channel blocks
+     * (32 + 8), rows of 10 + 4 being uneven */
+    {"batch 1 8->40 stride 2 to 14x14", 1, 8, 28, 28, 40, 3, 3, ARGS(2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 1), true},
 };
 #define N_CONV ((int)(sizeof conv_cases / sizeof conv_cases[0]))
 
