@@ -45,7 +45,8 @@
  * MobileNetV2's 14x14 blocks of 576 channels (903K) gain from at batch 8
  * (3.80 -> 3.61 ms for the two, 2 threads; level at batch 1, 1 thread) */
 #define WHOLE_BUDGET (960 * 1024)
-#define MIN_PIXELS (28 * 28) /* smaller images: only as one band */
+#define MIN_PIXELS (28 * 28) /* smaller images: a segment only as one band */
+#define MIN_SEG_ROWS 7          /* output rows a segment at least */
 
 typedef struct blk {
     const nb_conv_block_params *p;
@@ -148,8 +149,9 @@ static bool read_call(const nb_kernel_call *c, blk *b)
 /* Segments, band rows, ring and slots for `threads` threads. */
 static void plan_bands(blk *b, int64_t threads)
 {
-    /* enough items for every thread, segments of at least 8 output rows */
-    b->segs = min64(max64(1, (threads + b->N - 1) / b->N), max64(1, b->OH / 8));
+    /* enough items for every thread, segments of at least MIN_SEG_ROWS
+     * output rows */
+    b->segs = min64(max64(1, (threads + b->N - 1) / b->N), max64(1, b->OH / MIN_SEG_ROWS));
     b->seg_rows = (b->OH + b->segs - 1) / b->segs;
     b->segs = (b->OH + b->seg_rows - 1) / b->seg_rows;
     int64_t per_row = 4 * b->CE * ((b->p->expand ? b->s * b->W : 0) + b->OW);
@@ -263,17 +265,25 @@ bool nb_cpu_conv_block_fusable(const nb_kernel_call *c)
     blk b;
     if (!read_call(c, &b))
         return false;
-    /* Small images (MobileNetV2's 14x14 and 7x7) only when an image is one
+    /* Small images (MobileNetV2's 14x14 and 7x7) only when a segment is one
      * band (its e and d fit in L2 together): cut into bands, their GEMMs
      * shrink to a few columns (5-15% slower than three convolutions at
-     * batch 8), and at batch 1 a 14-row image has no two segments of 8
-     * rows for two threads. Whole, the block saves its passes through
-     * memory (batch 8: 1-7% on MobileNetV2's 14x14 blocks of 384 channels
-     * and 7x7 ones of 960). And one item a thread at least, else a thread
-     * idles. */
+     * batch 8). Whole, the block saves its passes through memory (batch 8:
+     * 1-7% on MobileNetV2's 14x14 blocks of 384 channels and 7x7 ones of
+     * 960). At batch 1 a 14x14 image is two segments of 7 rows, one a
+     * thread: in quiet times 1% slower for the model than three separate
+     * convolutions (3.675 against 3.637 ms, 137 alternating pairs), but
+     * each thread then reads what it wrote. This VM's two CPUs are at
+     * times placed by the host where a cache line takes 330-360 ns from
+     * one to the other (52-70 ns else, a ping-pong); there, three
+     * separate convolutions, each split by channels, pass half their data
+     * between the threads and the model took 5.94-6.12 ms, fused 4.84-5.02
+     * ms. A 7x7 image (segments of 3 and 4 rows) stays unfused: 0.28
+     * against 0.18 ms a block. And one item a thread at least, else a
+     * thread idles. */
     int64_t threads = nb_get_num_threads();
     plan_bands(&b, threads);
-    if ((b.H * b.W < MIN_PIXELS && b.R < b.OH) || b.N * b.segs < threads)
+    if ((b.H * b.W < MIN_PIXELS && b.R < b.seg_rows) || b.N * b.segs < threads)
         return false;
     return true;
 }

@@ -51,8 +51,8 @@ static const bcase cases[] = {
     {"stem 3x3 s2", 2, 3, 64, 64, 16, 8, 1, 1, 1, 1, 1, false, true, true, true, 3, 2, 1},
     {"stem 5x5 odd", 1, 2, 61, 70, 12, 5, 2, 1, 1, 1, 1, false, true, true, true, 5, 1, 2},
     /* small images: fused whole at a batch of one image a thread at least,
-     * not at batch 1 (the kernel is still called directly) */
-    {"14 residual", 1, 16, 14, 14, 96, 16, 1, 1, 1, 1, 1, true, true, true, false},
+     * at batch 1 as two segments of 7 rows (two threads) */
+    {"14 residual", 1, 16, 14, 14, 96, 16, 1, 1, 1, 1, 1, true, true, true, true},
     {"14 residual b2", 2, 16, 14, 14, 96, 16, 1, 1, 1, 1, 1, true, true, true, true},
     {"7x7 b4", 4, 8, 7, 7, 48, 8, 1, 1, 1, 1, 1, true, true, true, true},
     {"5x3", 1, 2, 5, 3, 5, 3, 2, 1, 1, 1, 1, false, true, true, false},
@@ -359,10 +359,12 @@ static bool fused_at(int64_t n, int64_t c, int64_t ce, int64_t hw)
     return fused;
 }
 
-/* Small images are fused when an image is one band (its expanded and
- * depthwise rows fit the budget together) and every thread has an image:
- * 14 rows, not a multiple of the depthwise kernel's 4, still make one band
- * (they were cut to 12 + 2 once, which kept these blocks unfused). */
+/* Small images are fused when a segment is one band (its expanded and
+ * depthwise rows fit the budget together) and every thread has a segment
+ * of at least 7 rows: 14 rows, not a multiple of the depthwise kernel's 4,
+ * still make one band (they were cut to 12 + 2 once, which kept these
+ * blocks unfused); one 14x14 image makes two segments of 7 rows for two
+ * threads, one 7x7 image none. */
 START_TEST(test_which_small_blocks_fuse)
 {
     if (!have512()) {
@@ -371,7 +373,8 @@ START_TEST(test_which_small_blocks_fuse)
     }
     nb_set_num_threads(2);
     ck_assert(fused_at(8, 64, 384, 14));  /* one band an image, 8 images */
-    ck_assert(!fused_at(1, 64, 384, 14)); /* one image for two threads */
+    ck_assert(fused_at(1, 64, 384, 14));  /* one image: 7 rows a thread */
+    ck_assert(!fused_at(1, 160, 960, 7)); /* 7 rows: one segment for two threads */
     ck_assert(fused_at(8, 96, 576, 14));   /* 903K of e and d an image */
     ck_assert(!fused_at(8, 160, 960, 14)); /* an image is more than the budget */
     ck_assert(fused_at(8, 160, 960, 7));
