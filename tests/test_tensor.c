@@ -686,7 +686,7 @@ static long mapping_rss_kb(const void *addr)
     long kb = -1;
     bool in = false;
     while (fgets(line, sizeof line, f)) {
-        if (strchr(line, '-') && strstr(line, " ") && strncmp(line, start, strlen(start)) == 0)
+        if (strncmp(line, start, strlen(start)) == 0) /* the mapping's header line */
             in = true;
         else if (in && sscanf(line, "Rss: %ld kB", &kb) == 1)
             break;
